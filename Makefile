@@ -1,0 +1,40 @@
+# roadrisk: every target delegates to a nox session (noxfile.py); `make` alone prints this list.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+TOOLS := .tools
+NOX := $(TOOLS)/bin/nox
+NOX_VERSION := 2026.10.20
+
+# Passed through to the sessions (see noxfile.py for every knob).
+export PROFILE MODEL DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT
+
+$(NOX):
+	@$(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install --quiet "nox==$(NOX_VERSION)"
+
+.PHONY: help
+help: ## Show this list of targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: PROFILE=smoke|quick|full MODEL=tabm|realmlp|hgb DEVICE=auto|cpu|cuda|mps ARGS='...'"
+
+.PHONY: run-native
+run-native: $(NOX) ## Train in the host venv (CUDA > MPS > CPU) -> runs/native/
+	@$(NOX) -s run_native
+
+.PHONY: doctor
+doctor: $(NOX) ## Print this machine's environment block and device choice
+	@$(NOX) -s doctor
+
+.PHONY: test
+test: $(NOX) ## Run the whole test suite
+	@$(NOX) -s tests
+
+.PHONY: lint
+lint: $(NOX) ## ruff and hadolint
+	@$(NOX) -s lint
+
+.PHONY: clean
+clean: ## Remove venvs, caches and reports (keeps runs/)
+	rm -rf .nox $(TOOLS) reports .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

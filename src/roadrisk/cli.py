@@ -1,0 +1,144 @@
+"""The ``roadrisk`` command line: parse, dispatch, and turn every outcome into an exit code.
+
+Exit codes: 0 done; 1 crashed; 2 bad input or usage; 3 requested device unavailable under
+``--strict-device``; 130 interrupted. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from .device import DEVICES
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError
+from .models import MODELS
+from .profiles import DEFAULT_PROFILE, PROFILES
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that names the flag and where to look."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's signature
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"needs at least 2 folds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="roadrisk", description="Train the road-accident-risk model on any device.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train with K-fold CV and write a run to runs/<label>/")
+    train.add_argument("--data-dir", type=Path, help="folder with train.csv and test.csv "
+                       "(and optionally synthetic_road_accidents_100k.csv); default: the embedded data")
+    train.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
+                       help=f"run size (default {DEFAULT_PROFILE}): " +
+                       "; ".join(f"{p.name}: {p.purpose}" for p in PROFILES.values()))
+    train.add_argument("--model", choices=sorted(MODELS), help="default: the profile's model")
+    train.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA, then MPS, then CPU")
+    train.add_argument("--strict-device", action="store_true",
+                       help="exit 3 instead of falling back to CPU when --device is unavailable")
+    train.add_argument("--folds", type=_at_least_two, help="K in K-fold CV (default: the profile's)")
+    train.add_argument("--seed", type=_non_negative, default=42, help="seed for data, folds and models (default 42)")
+    train.add_argument("--label", default="native", help="the environment's name in runs/ (default native)")
+    train.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default runs/)")
+
+    data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
+    data.add_argument("--out", type=Path, required=True, help="folder to write into")
+    data.add_argument("--train-rows", type=_non_negative, default=PROFILES["full"].train_rows)
+    data.add_argument("--test-rows", type=_non_negative, default=PROFILES["full"].test_rows)
+    data.add_argument("--original-rows", type=_non_negative, default=PROFILES["full"].original_rows)
+    data.add_argument("--seed", type=_non_negative, default=42)
+    data.add_argument("--force", action="store_true", help="overwrite Kaggle-named files not written by roadrisk")
+
+    doctor = sub.add_parser("doctor", help="print the environment block and the device that auto would pick")
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of key: value lines")
+    doctor.add_argument("--device", choices=DEVICES, default="auto", help="explain this request (default auto)")
+    return parser
+
+
+def _cmd_train(args) -> int:
+    from .trainer import TrainOptions, train
+
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise RoadriskError(f"error: --data-dir {args.data_dir}: no such directory. Fix: pass the folder that "
+                            "holds train.csv and test.csv, or make one with `roadrisk data --out DIR`")
+    opts = TrainOptions(
+        data_dir=args.data_dir, profile=args.profile, model=args.model, device=args.device,
+        strict_device=args.strict_device, folds=args.folds, seed=args.seed, label=args.label,
+        runs_dir=args.runs_dir, command=shlex.join(["roadrisk", *sys.argv[1:]]),
+    )
+    return train(opts).exit_code
+
+
+def _cmd_data(args) -> int:
+    from . import schema
+    from .generator import read_marker, write_dataset
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise RoadriskError(f"error: --out {out}: exists and is not a folder. Fix: choose a folder path")
+    kaggle_files = [name for name in (schema.TRAIN_FILE, schema.TEST_FILE, schema.SUBMISSION_FILE, schema.ORIGINAL_FILE)
+                    if (out / name).exists()]
+    if kaggle_files and read_marker(out) is None and not args.force:
+        raise RoadriskError(f"error: --out {out}: already holds {', '.join(kaggle_files)} not written by roadrisk "
+                            "(real data?). Fix: choose an empty folder, or pass --force to overwrite")
+    if args.train_rows < 2:
+        raise RoadriskError("error: --train-rows must be at least 2")
+    marker = write_dataset(out, args.train_rows, args.test_rows, args.original_rows, args.seed)
+    for key, value in marker.items():
+        print(f"{key}: {value}")
+    print(f"out: {out}")
+    return EXIT_OK
+
+
+def _cmd_doctor(args) -> int:
+    from . import doctor, environment
+    from .device import apply_threads, choose
+
+    facts = environment.collect()
+    choice = apply_threads(choose(args.device, False, facts), facts["cpu_count"])
+    values = doctor.block(facts, choice)
+    print(doctor.format_json(values) if args.json else "\n".join(doctor.format_lines(values)))
+    return EXIT_OK
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM (docker stop) ends a run like Ctrl-C does
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    handlers = {"train": _cmd_train, "data": _cmd_data, "doctor": _cmd_doctor}
+    try:
+        return handlers[args.command](args)
+    except DataError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return exc.exit_code
+    except RoadriskError as exc:
+        message = str(exc)
+        print(message if message.startswith("error:") else f"error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,116 @@
+"""What a person sees: log lines to the terminal and ``train.log``, progress with an ETA.
+
+On a terminal the progress line redraws in place and ticks while a fold trains; elsewhere (CI, a
+container's log, a pipe) progress comes as plain lines that diff well.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+class Console:
+    def __init__(self, log_path: Path | None = None, stream: TextIO | None = None):
+        # Keep the real stream: library output is redirected during fits, the user's is not.
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        self._lock = threading.Lock()
+        self._status = ""
+
+    def line(self, text: str = "") -> None:
+        with self._lock:
+            self._clear_status()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            if self.log_file:
+                self.log_file.write(text + "\n")
+                self.log_file.flush()
+
+    def lines(self, texts) -> None:
+        for text in texts:
+            self.line(text)
+
+    def status(self, text: str) -> None:
+        """A transient progress line: redrawn on a terminal, never written to the log."""
+        if not self.tty:
+            return
+        with self._lock:
+            self._clear_status()
+            self.stream.write(text)
+            self.stream.flush()
+            self._status = text
+
+    def _clear_status(self) -> None:
+        if self.tty and self._status:
+            self.stream.write("\r" + " " * len(self._status) + "\r")
+            self._status = ""
+
+    def close(self) -> None:
+        with self._lock:
+            self._clear_status()
+        if self.log_file:
+            self.log_file.close()
+            self.log_file = None
+
+
+class FoldProgress:
+    """Progress over folds: ``fold 2/5 fitting 14s, eta 1m10s`` with a ticker on terminals."""
+
+    def __init__(self, console: Console, total: int):
+        self.console = console
+        self.total = total
+        self.durations: list[float] = []
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def eta(self, elapsed_in_fold: float = 0.0) -> str:
+        if not self.durations:
+            return "eta after the first fold"
+        mean = sum(self.durations) / len(self.durations)
+        remaining = (self.total - len(self.durations)) * mean - elapsed_in_fold
+        return f"eta {_fmt_seconds(remaining)}"
+
+    def fold_started(self, index: int) -> None:
+        self._fold_start = time.perf_counter()
+        if not self.console.tty:
+            self.console.line(f"progress: fold {index + 1}/{self.total} started, {self.eta()}")
+            return
+        self._stop.clear()
+
+        def tick():
+            while not self._stop.wait(0.5):
+                elapsed = time.perf_counter() - self._fold_start
+                self.console.status(f"fold {index + 1}/{self.total} training {_fmt_seconds(elapsed)}, "
+                                    f"{self.eta(elapsed)}")
+
+        self._thread = threading.Thread(target=tick, daemon=True)
+        self._thread.start()
+
+    def fold_finished(self, index: int, rmse: float) -> None:
+        self._halt_ticker()
+        duration = time.perf_counter() - self._fold_start
+        self.durations.append(duration)
+        self.console.line(f"fold {index + 1}/{self.total}: rmse {rmse:.6f}, {duration:.1f}s, {self.eta()}")
+
+    def _halt_ticker(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        self._halt_ticker()

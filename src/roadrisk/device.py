@@ -1,0 +1,121 @@
+"""Which device a run trains on, and the reason, said in words a user can act on.
+
+``choose`` is a pure function of the environment facts (``environment.collect``) so that every
+combination (a Mac, a Mac's Docker container, an NVIDIA box, a plain CPU) can be tested by
+handing it the facts that machine would report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .errors import DeviceUnavailable
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+MPS_IN_CONTAINER = (
+    "MPS cannot exist inside a Linux container: Metal is a macOS host API and Docker Desktop runs "
+    "containers in a Linux VM with no Metal, so the Linux build of PyTorch here has no MPS"
+)
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    requested: str
+    selected: str
+    strict: bool
+    fell_back: bool
+    reason: str
+    torch_threads: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def mps_status(facts: dict) -> str:
+    """Why MPS is or is not usable here, most specific cause first."""
+    if facts.get("mps_available"):
+        return "MPS available (Apple GPU through Metal)"
+    if not facts.get("mps_built"):
+        if facts.get("in_container"):
+            return f"{MPS_IN_CONTAINER} (container detected: {facts.get('container_evidence')})"
+        if facts.get("os") != "Darwin":
+            return f"PyTorch built without MPS: MPS exists only in macOS wheels and this is a {facts.get('os')} build"
+        return "PyTorch built without MPS: install the macOS arm64 wheel of torch from PyPI"
+    if facts.get("rosetta"):
+        return "MPS built but unavailable: this is an x86-64 Python under Rosetta; use a native arm64 Python"
+    if facts.get("machine") not in ("arm64", "aarch64"):
+        return f"MPS built but unavailable: this Mac is not Apple silicon ({facts.get('machine')})"
+    version = str(facts.get("macos_version") or "")
+    if version and _version_tuple(version) < (12, 3):
+        return f"MPS built but unavailable: macOS {version} is older than 12.3"
+    return "MPS built but unavailable: torch.backends.mps.is_available() is False"
+
+
+def cuda_status(facts: dict) -> str:
+    if facts.get("cuda_available"):
+        return f"CUDA available: {facts.get('gpu_name')}"
+    if facts.get("torch_cuda_build") in (None, "none"):
+        return "no CUDA device: this PyTorch build is CPU-only (install a CUDA build: make run-native TORCH=cuda)"
+    if facts.get("in_container"):
+        return (
+            "no CUDA device visible in this container: run it with --gpus all and the NVIDIA "
+            "Container Toolkit (make run-docker-gpu)"
+        )
+    return f"no CUDA device: PyTorch has CUDA {facts.get('torch_cuda_build')} but finds no NVIDIA GPU or driver"
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+_INSTEAD = {
+    "mps": "train on the macOS host instead: make run-native DEVICE=mps",
+    "cuda": "use a machine with an NVIDIA GPU: make run-native TORCH=cuda DEVICE=cuda, or make run-docker-gpu",
+}
+
+
+def choose(requested: str, strict: bool, facts: dict, model: str = "", model_uses_torch: bool = True) -> DeviceChoice:
+    """Pick the device for ``requested`` (auto|cpu|cuda|mps). Raises DeviceUnavailable under strict."""
+    if requested not in DEVICES:
+        raise ValueError(requested)
+    if requested == "cpu":
+        return DeviceChoice(requested, "cpu", strict, False, "cpu requested")
+    if not model_uses_torch:
+        reason = f"model {model} runs on the CPU only (scikit-learn)"
+        if requested == "auto":
+            return DeviceChoice(requested, "cpu", strict, False, reason)
+        return _unavailable(requested, strict, reason)
+    if requested == "auto":
+        if facts.get("cuda_available"):
+            return DeviceChoice(requested, "cuda", strict, False, f"auto: {cuda_status(facts)}")
+        if facts.get("mps_available"):
+            return DeviceChoice(requested, "mps", strict, False, f"auto: no CUDA; {mps_status(facts)}")
+        reason = f"auto: using CPU; {cuda_status(facts)}; {mps_status(facts)}"
+        return DeviceChoice(requested, "cpu", strict, False, reason)
+    available = facts.get("cuda_available") if requested == "cuda" else facts.get("mps_available")
+    status = cuda_status(facts) if requested == "cuda" else mps_status(facts)
+    if available:
+        return DeviceChoice(requested, requested, strict, False, status)
+    return _unavailable(requested, strict, status)
+
+
+def _unavailable(requested: str, strict: bool, why: str) -> DeviceChoice:
+    if strict:
+        raise DeviceUnavailable(
+            f"--device {requested} is unavailable and --strict-device is set: {why}. Fix: {_INSTEAD[requested]}"
+        )
+    return DeviceChoice(requested, "cpu", strict, True, f"requested {requested}, fell back to CPU: {why}")
+
+
+def apply_threads(choice: DeviceChoice, cpu_count: int) -> DeviceChoice:
+    """Pin torch's intra-op threads to the CPUs this process may use (not the host's cores)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(cpu_count)))
+    return DeviceChoice(**{**choice.as_dict(), "torch_threads": torch.get_num_threads()})

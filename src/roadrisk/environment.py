@@ -1,0 +1,143 @@
+"""Facts about the machine a run happens on: container, CPUs, and the accelerators torch sees.
+
+Read once per process (``collect``); the doctor block, ``train.log`` and ``run.json`` all print
+this one dictionary, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+
+
+def detect_container(root: Path = Path("/")) -> tuple[bool, str]:
+    """Whether this process runs inside a Linux container, and the evidence for the answer."""
+    if os.environ.get("ROADRISK_IN_CONTAINER"):
+        return True, "ROADRISK_IN_CONTAINER is set (by the roadrisk image)"
+    if (root / ".dockerenv").exists():
+        return True, "/.dockerenv exists (Docker)"
+    if (root / "run/.containerenv").exists():
+        return True, "/run/.containerenv exists (Podman)"
+    if os.environ.get("container"):
+        return True, f"container={os.environ['container']} in the environment"
+    try:
+        cgroup = (root / "proc/1/cgroup").read_text()
+    except OSError:
+        cgroup = ""
+    for marker in ("docker", "kubepods", "containerd", "libpod", "lxc"):
+        if marker in cgroup:
+            return True, f"/proc/1/cgroup mentions {marker}"
+    return False, "no container markers (/.dockerenv, /run/.containerenv, cgroup)"
+
+
+def cgroup_cpu_limit(root: Path = Path("/")) -> float | None:
+    """The CPU quota of this cgroup in CPUs (v2 ``cpu.max`` or v1 ``cfs_quota_us``), or None."""
+    try:
+        quota, period = (root / "sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int((root / "sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota > 0 and period > 0:
+            return quota / period
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def usable_cpus(root: Path = Path("/")) -> tuple[int, str]:
+    """CPUs this process may really use: affinity mask capped by the cgroup quota."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+        how = f"affinity {affinity}"
+    except AttributeError:  # macOS has no sched_getaffinity
+        affinity = os.cpu_count() or 1
+        how = f"os.cpu_count {affinity}"
+    limit = cgroup_cpu_limit(root)
+    if limit is not None and math.ceil(limit) < affinity:
+        return max(1, math.ceil(limit)), f"cgroup quota {limit:g} CPUs ({how})"
+    return affinity, how + (f", cgroup quota {limit:g}" if limit is not None else ", no cgroup quota")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            import subprocess
+
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            ).stdout.strip() or platform.processor()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
+
+
+def macos_translated() -> bool:
+    """True when an x86-64 Python runs under Rosetta on Apple silicon (MPS is then unusable)."""
+    if sys.platform != "darwin":
+        return False
+    try:
+        import subprocess
+
+        out = subprocess.run(["sysctl", "-n", "sysctl.proc_translated"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() == "1"
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def torch_facts() -> dict:
+    """What torch can see. Imported lazily: ``doctor`` must answer even where torch is broken."""
+    import torch
+
+    facts: dict = {
+        "torch": torch.__version__,
+        "torch_cuda_build": torch.version.cuda or "none",
+        "cuda_available": bool(torch.cuda.is_available()),
+        "cuda_device_count": int(torch.cuda.device_count()) if torch.cuda.is_available() else 0,
+        "gpu_name": "none",
+        "gpu_memory_gb": "none",
+        "gpu_capability": "none",
+        "mps_built": bool(torch.backends.mps.is_built()),
+        "mps_available": bool(torch.backends.mps.is_available()),
+    }
+    if facts["cuda_available"]:
+        props = torch.cuda.get_device_properties(0)
+        facts["gpu_name"] = props.name
+        facts["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
+        facts["gpu_capability"] = f"{props.major}.{props.minor}"
+    return facts
+
+
+def collect() -> dict:
+    """The environment block, in the order it is printed."""
+    in_container, container_how = detect_container()
+    cpus, cpus_how = usable_cpus()
+    facts: dict = {
+        "python": platform.python_version(),
+        "os": platform.system(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "macos_version": platform.mac_ver()[0] or "none",
+        "rosetta": macos_translated(),
+        "in_container": in_container,
+        "container_evidence": container_how,
+        "cpu_model": cpu_model(),
+        "cpu_count_host": os.cpu_count() or 1,
+        "cpu_count": cpus,
+        "cpu_count_source": cpus_how,
+    }
+    facts.update(torch_facts())
+    return facts

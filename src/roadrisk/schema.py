@@ -1,0 +1,53 @@
+"""The Kaggle S5E10 table layout: one description shared by the generator and the loader.
+
+Everything that knows a column name, its type or its allowed values reads it from here, so the
+generator cannot drift from what the loader accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ID = "id"
+TARGET = "accident_risk"
+
+TRAIN_FILE = "train.csv"
+TEST_FILE = "test.csv"
+SUBMISSION_FILE = "sample_submission.csv"
+ORIGINAL_FILE = "synthetic_road_accidents_100k.csv"
+# Written next to generated files so the loader knows the data came from our generator
+# (and so that the floor RMSE of the best possible predictor is meaningful on it).
+GENERATOR_MARKER = "roadrisk-data.json"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "category" | "bool" | "int" | "float"
+    values: tuple = ()  # allowed values for category / int columns with a closed domain
+    low: float | None = None  # inclusive bounds for numeric columns
+    high: float | None = None
+
+
+FEATURE_COLUMNS: tuple[Column, ...] = (
+    Column("road_type", "category", ("urban", "rural", "highway")),
+    Column("num_lanes", "int", (1, 2, 3, 4)),
+    Column("curvature", "float", low=0.0, high=1.0),
+    Column("speed_limit", "int", (25, 35, 45, 60, 70)),
+    Column("lighting", "category", ("daylight", "dim", "night")),
+    Column("weather", "category", ("clear", "rainy", "foggy")),
+    Column("road_signs_present", "bool"),
+    Column("public_road", "bool"),
+    Column("time_of_day", "category", ("morning", "afternoon", "evening")),
+    Column("holiday", "bool"),
+    Column("school_season", "bool"),
+    Column("num_reported_accidents", "int", low=0),
+)
+
+FEATURE_NAMES: tuple[str, ...] = tuple(c.name for c in FEATURE_COLUMNS)
+CATEGORY_NAMES: tuple[str, ...] = tuple(c.name for c in FEATURE_COLUMNS if c.kind == "category")
+BOOL_NAMES: tuple[str, ...] = tuple(c.name for c in FEATURE_COLUMNS if c.kind == "bool")
+
+TRAIN_COLUMNS = (ID, *FEATURE_NAMES, TARGET)
+TEST_COLUMNS = (ID, *FEATURE_NAMES)
+ORIGINAL_COLUMNS = (*FEATURE_NAMES, TARGET)
