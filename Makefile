@@ -8,7 +8,7 @@ NOX := $(TOOLS)/bin/nox
 NOX_VERSION := 2026.10.20
 
 # Passed through to the sessions (see noxfile.py for every knob).
-export PROFILE MODEL DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT
+export PROFILE MODEL DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID
 
 $(NOX):
 	@$(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install --quiet "nox==$(NOX_VERSION)"
@@ -38,3 +38,19 @@ lint: $(NOX) ## ruff and hadolint
 clean: ## Remove venvs, caches and reports (keeps runs/)
 	rm -rf .nox $(TOOLS) reports .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: run-docker
+run-docker: $(NOX) ## Train in the CPU image -> runs/docker/
+	@$(NOX) -s run_docker
+
+.PHONY: run-docker-mps
+run-docker-mps: $(NOX) ## Train in the image a Mac user tries (asks for MPS, shows why it gets CPU) -> runs/docker-mps/
+	@$(NOX) -s run_docker_mps
+
+.PHONY: run-docker-gpu
+run-docker-gpu: $(NOX) ## Train in the NVIDIA image (needs the NVIDIA Container Toolkit) -> runs/docker-gpu/
+	@$(NOX) -s run_docker_gpu
+
+.PHONY: images
+images: $(NOX) ## Build the CPU and MPS images
+	@$(NOX) -s build_images

@@ -7,7 +7,7 @@ dependency pins or the torch choice change. Docker sessions (``python=False``) d
 Knobs (environment variables, passed through by make):
   PROFILE, MODEL, DEVICE, ARGS   what ``roadrisk train`` runs
   TORCH=cpu|cuda                 which torch build the Linux host venv gets (default cpu; macOS: PyPI's, with MPS)
-  TORCH_INDEX_URL                where the CPU build comes from (default PyTorch's CPU index; "" for none)
+  TORCH_INDEX_URL                where the CPU build comes from (default PyTorch's CPU index; "none" for none)
   WHEELHOUSE                     a folder of wheels pip may install from (offline machines)
 """
 
@@ -40,7 +40,7 @@ def _torch_requirement() -> tuple[list[str], str]:
     """pip arguments for the torch build that fits this host, and a one-line why."""
     if sys.platform == "darwin":
         return [f"torch=={TORCH_VERSION}"], "macOS: PyPI's wheel (built with MPS)"
-    variant = os.environ.get("TORCH", "cpu")
+    variant = os.environ.get("TORCH") or "cpu"
     if variant == "cuda":
         return [f"torch=={TORCH_VERSION}"], "TORCH=cuda: PyPI's Linux wheel (the CUDA build)"
     if variant != "cpu":
@@ -50,8 +50,8 @@ def _torch_requirement() -> tuple[list[str], str]:
         return [f"torch=={TORCH_VERSION}"], "Linux arm64: PyPI's wheel (CPU)"
     if _local_wheel_dirs():
         return args, f"CPU build from the local wheelhouse {', '.join(_local_wheel_dirs())}"
-    index = os.environ.get("TORCH_INDEX_URL", DEFAULT_TORCH_INDEX)
-    if index:
+    index = os.environ.get("TORCH_INDEX_URL") or DEFAULT_TORCH_INDEX
+    if index != "none":
         args += ["--extra-index-url", index]
     return args, f"CPU build ({index or 'from the configured indexes'})"
 
@@ -63,7 +63,7 @@ def _local_wheel_dirs() -> list[str]:
 
 
 def _pip_sources() -> list[str]:
-    wheelhouse = os.environ.get("WHEELHOUSE")
+    wheelhouse = os.environ.get("WHEELHOUSE")  # make exports unset variables as ""
     return ["--find-links", wheelhouse] if wheelhouse else []
 
 
@@ -106,8 +106,9 @@ def _train_args(session: nox.Session) -> list[str]:
 def run_native(session: nox.Session) -> None:
     """Train in the host venv (CUDA, then MPS, then CPU): runs/native/."""
     bin_dir = host_venv(session)
-    session.run(str(bin_dir / "roadrisk"), "doctor", external=True, silent=False)
-    session.run(str(bin_dir / "roadrisk"), "train", "--label", "native", *_train_args(session), external=True)
+    runs_dir = os.environ.get("RUNS_DIR") or str(ROOT / "runs")
+    session.run(str(bin_dir / "roadrisk"), "train", "--label", "native", "--runs-dir", runs_dir,
+                *_train_args(session), external=True)
 
 
 @nox.session(python=False)
@@ -132,3 +133,135 @@ def lint(session: nox.Session) -> None:
     dockerfiles = sorted(glob.glob(str(ROOT / "docker" / "Dockerfile*")))
     if dockerfiles:
         session.run("hadolint", *dockerfiles)
+
+
+# ---------------------------------------------------------------- container sessions
+
+LOCAL_BASE_IMAGE = "roadrisk-base:bookworm"  # made by scripts/provision-base-image.sh where no registry answers
+WHEELHOUSE_IN_CONTEXT = ROOT / "docker" / ".wheelhouse"
+VARIANTS = {
+    # variant: (Dockerfile, image tag, run label, default device, docker run extras)
+    "cpu": ("docker/Dockerfile", "roadrisk:cpu", "docker", "auto", []),
+    "mps": ("docker/Dockerfile.mps", "roadrisk:mps", "docker-mps", "mps", []),
+    "gpu": ("docker/Dockerfile.gpu", "roadrisk:gpu", "docker-gpu", "cuda", ["--gpus", "all"]),
+}
+
+
+def _docker(session: nox.Session, *args: str, **kwargs):
+    return session.run("docker", *args, external=True, **kwargs)
+
+
+def _check_engine(session: nox.Session, variant: str) -> None:
+    """One clear line for each way Docker can be missing, before anything is built."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("docker"):
+        session.error("no docker CLI on PATH: install Docker Desktop (macOS) or Docker Engine (Linux), "
+                      "or train on the host with: make run-native")
+    probe = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        session.error("the Docker engine is not running (docker version got no server): start Docker Desktop, "
+                      "or `sudo systemctl start docker`, then retry")
+    if variant == "gpu":
+        runtimes = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"],
+                                  capture_output=True, text=True).stdout
+        if "nvidia" not in runtimes:
+            session.error("no NVIDIA runtime in this Docker engine (docker info lists none): install the NVIDIA "
+                          "Container Toolkit and an NVIDIA driver, or use make run-docker / make run-native")
+
+
+def _base_image() -> str:
+    import subprocess
+
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    local = subprocess.run(["docker", "image", "inspect", LOCAL_BASE_IMAGE], capture_output=True)
+    return LOCAL_BASE_IMAGE if local.returncode == 0 else "python:3.11-slim"
+
+
+def _fill_wheelhouse() -> None:
+    """Link the WHEELHOUSE's wheels into the build context, where the build can mount them."""
+    import shutil
+
+    WHEELHOUSE_IN_CONTEXT.mkdir(parents=True, exist_ok=True)
+    source = os.environ.get("WHEELHOUSE") or next(iter(_local_wheel_dirs()), "")
+    for wheel in glob.glob(os.path.join(source, "*.whl")) if source else []:
+        target = WHEELHOUSE_IN_CONTEXT / os.path.basename(wheel)
+        if not target.exists():
+            try:
+                os.link(wheel, target)
+            except OSError:
+                shutil.copy2(wheel, target)
+
+
+def build_image(session: nox.Session, variant: str) -> str:
+    dockerfile, tag, _, _, _ = VARIANTS[variant]
+    if variant == "mps":  # the MPS image is the CPU image plus a request: build that first
+        build_image(session, "cpu")
+    _fill_wheelhouse()
+    commit = session.run("git", "rev-parse", "--short", "HEAD", external=True, silent=True,
+                         success_codes=[0, 128]) or "unknown"
+    args = ["build", "--network=host", "-f", dockerfile, "-t", tag,
+            "--build-arg", f"BASE_IMAGE={_base_image()}", "--build-arg", f"GIT_COMMIT={commit.strip() or 'unknown'}",
+            "--build-arg", f"TORCH_INDEX_URL={os.environ.get('TORCH_INDEX_URL') or DEFAULT_TORCH_INDEX}"]
+    if os.environ.get("PIP_CERT") and os.path.isfile(os.environ["PIP_CERT"]):
+        args += ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"]
+    session.log(f"building {tag} from {dockerfile} on {_base_image()}")
+    env = {"DOCKER_BUILDKIT": "1"}
+    try:
+        _docker(session, *args, str(ROOT), env=env)
+    except nox.command.CommandFailed:
+        session.error(f"building {tag} failed (output above). Check BASE_IMAGE (offline: "
+                      "scripts/provision-base-image.sh), TORCH_INDEX_URL/WHEELHOUSE, and PIP_CERT behind a proxy")
+    return tag
+
+
+def run_in_container(session: nox.Session, variant: str) -> None:
+    _check_engine(session, variant)
+    tag = build_image(session, variant)
+    _, _, label, default_device, extras = VARIANTS[variant]
+    runs_dir = Path(os.environ.get("RUNS_DIR") or ROOT / "runs").resolve()
+    cache_dir = Path(os.environ.get("ROADRISK_CACHE_DIR") or Path.home() / ".cache" / "roadrisk").resolve()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # The host's UID owns what the container writes; HOST_UID/HOST_GID override it.
+    user = f"{os.environ.get('HOST_UID') or os.getuid()}:{os.environ.get('HOST_GID') or os.getgid()}"
+    run = ["run", "--rm", "--network", "none", "--user", user, *extras,
+           "-v", f"{runs_dir}:/work/runs", "-v", f"{cache_dir}:/cache"]
+    if os.environ.get("CPUS"):
+        run += ["--cpus", os.environ["CPUS"]]
+    train = ["train", "--label", label, "--runs-dir", "/work/runs"]
+    if os.environ.get("DATA_DIR"):
+        run += ["-v", f"{Path(os.environ['DATA_DIR']).resolve()}:/data:ro"]
+        train += ["--data-dir", "/data"]
+    args = _train_args(session)
+    if not os.environ.get("DEVICE"):
+        args[args.index("--device") + 1] = default_device
+    _docker(session, *run, tag, *train, *args)
+
+
+@nox.session(name="run_docker", python=False)
+def run_docker(session: nox.Session) -> None:
+    """Train in the CPU image: runs/docker/."""
+    run_in_container(session, "cpu")
+
+
+@nox.session(name="run_docker_mps", python=False)
+def run_docker_mps(session: nox.Session) -> None:
+    """Train in the image a Mac user tries, asking for MPS; shows why it gets the CPU: runs/docker-mps/."""
+    run_in_container(session, "mps")
+
+
+@nox.session(name="run_docker_gpu", python=False)
+def run_docker_gpu(session: nox.Session) -> None:
+    """Train in the NVIDIA image with --gpus all: runs/docker-gpu/."""
+    run_in_container(session, "gpu")
+
+
+@nox.session(name="build_images", python=False)
+def build_images(session: nox.Session) -> None:
+    """Build the CPU and MPS images (the GPU one with posarg gpu)."""
+    _check_engine(session, "cpu")
+    for variant in session.posargs or ["cpu", "mps"]:
+        build_image(session, variant)

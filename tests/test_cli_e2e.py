@@ -1,0 +1,116 @@
+"""End to end through the real ``roadrisk`` CLI: real data generation, real models, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from .conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.e2e
+CHATTER = ("GPU available", "Tip:", "LeafSpec", "UserWarning", "Traceback", "litlogger")
+
+
+@pytest.mark.parametrize("model", ["hgb", "realmlp", "tabm"])
+def test_smoke_train_each_model_on_cpu(tmp_path, model):
+    result = run_cli("train", "--profile", "smoke", "--model", model, "--device", "cpu",
+                     "--runs-dir", str(tmp_path), "--label", f"e2e-{model}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    for noise in CHATTER:
+        assert noise not in output, noise
+    (run_dir,) = (tmp_path / f"e2e-{model}").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "complete" and record["config"]["model"] == model
+    assert record["device"]["selected"] == "cpu"
+    # Smoke data is 2,000 rows: far from the floor's precision, but a broken model is far worse.
+    assert record["metrics"]["oof_rmse"] < 1.1 * record["metrics"]["floor_rmse"], record["metrics"]
+    assert "oof_rmse: " in result.stdout and f"run_dir: {run_dir}" in result.stdout
+
+
+def test_mps_request_falls_back_to_cpu_with_reason(tmp_path):
+    result = run_cli("train", "--profile", "smoke", "--model", "realmlp", "--device", "mps", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "device_selected: cpu" in result.stdout and "device_fell_back: True" in result.stdout
+    assert "requested mps, fell back to CPU" in result.stdout
+
+
+def test_strict_mps_exits_3_with_what_to_do(tmp_path):
+    result = run_cli("train", "--profile", "smoke", "--device", "mps", "--strict-device", "--runs-dir", str(tmp_path))
+    assert result.returncode == 3
+    assert "--strict-device" in result.stdout and "make run-native" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_sigint_mid_run_leaves_an_interrupted_record(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "roadrisk", "train", "--profile", "smoke", "--model", "tabm",
+                             "--runs-dir", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:
+        if line.startswith("progress: fold 2/2 started"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 130
+    assert "interrupted: 1 fold(s) finished" in rest
+    (record_path,) = tmp_path.glob("native/*/run.json")
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "interrupted" and len(record["metrics"]["folds"]) == 1
+
+
+def test_doctor_prints_the_block(tmp_path):
+    result = run_cli("doctor")
+    assert result.returncode == 0
+    keys = [line.split(": ", 1)[0] for line in result.stdout.splitlines()]
+    for key in ("python", "torch", "cuda_available", "cuda_device_count", "gpu_name", "gpu_memory_gb",
+                "gpu_capability", "mps_built", "mps_available", "in_container", "cpu_model", "cpu_count",
+                "torch_threads", "device_selected", "device_reason"):
+        assert key in keys, key
+    as_json = json.loads(run_cli("doctor", "--json").stdout)
+    assert as_json["device_selected"] == "cpu" and keys == list(as_json)
+
+
+def test_data_command_writes_kaggle_files_and_protects_real_data(tmp_path):
+    out = tmp_path / "gen"
+    result = run_cli("data", "--out", str(out), "--train-rows", "300", "--test-rows", "100", "--original-rows", "50")
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(out / "train.csv")) == 300 and len(pd.read_csv(out / "test.csv")) == 100
+    real = tmp_path / "kaggle"
+    real.mkdir()
+    (real / "train.csv").write_text("id,accident_risk\n0,0.5\n")
+    result = run_cli("data", "--out", str(real), "--train-rows", "10", "--test-rows", "5")
+    assert result.returncode == 2 and "--force" in result.stderr
+    assert (real / "train.csv").read_text() == "id,accident_risk\n0,0.5\n"
+
+
+def test_generated_dir_trains_like_embedded_and_knows_its_floor(tmp_path):
+    out = tmp_path / "gen"
+    run_cli("data", "--out", str(out), "--train-rows", "1500", "--test-rows", "200", "--original-rows", "500")
+    result = run_cli("train", "--data-dir", str(out), "--profile", "smoke", "--model", "hgb", "--runs-dir",
+                     str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stdout
+    (record_path,) = (tmp_path / "runs").glob("native/*/run.json")
+    record = json.loads(record_path.read_text())
+    assert record["data"]["source"] == "directory" and record["data"]["train_rows"] == 1500
+    assert record["metrics"]["floor_rmse"] is not None
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--folds", "1"], ["--folds", "at least 2"]),
+    (["train", "--device", "tpu"], ["--device", "invalid choice"]),
+    (["train", "--model", "xgb"], ["--model"]),
+    (["train", "--label", "a/b"], ["--label"]),
+    (["frobnicate"], ["invalid choice"]),
+])
+def test_usage_errors_are_one_line_exit_2(tmp_path, args, words):
+    result = run_cli(*args, "--runs-dir", str(tmp_path)) if args[0] == "train" else run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    for word in words:
+        assert word in result.stderr

@@ -1,0 +1,134 @@
+"""run.json: its schema, atomic writes, and what interruption and crashes leave behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from roadrisk import folds as folds_module
+from roadrisk import records, trainer
+from roadrisk.trainer import TrainOptions, train
+
+REQUIRED = {
+    "schema_version", "run_id", "label", "status", "started_at", "ended_at", "environment", "packages",
+    "device", "data", "config", "timings", "metrics", "git_commit", "error",
+}
+
+
+def _options(tmp_path, **kw) -> TrainOptions:
+    return TrainOptions(**{"profile": "smoke", "model": "hgb", "runs_dir": tmp_path / "runs", "label": "native", **kw})
+
+
+@pytest.fixture(scope="module")
+def complete_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("record")
+    outcome = train(_options(tmp))
+    return outcome, json.loads((outcome.run_dir / records.RUN_FILE).read_text())
+
+
+def test_complete_record_schema(complete_run):
+    outcome, record = complete_run
+    assert outcome.exit_code == 0 and outcome.status == "complete"
+    assert REQUIRED <= set(record)
+    assert record["schema_version"] == records.SCHEMA_VERSION and record["status"] == "complete"
+    assert record["run_id"] == outcome.run_dir.name and outcome.run_dir.parent.name == "native"
+    env = record["environment"]
+    for key in ("os", "platform", "machine", "cpu_model", "cpu_count", "in_container", "container_evidence"):
+        assert key in env
+    for key in ("torch", "pytabkit", "numpy", "pandas", "scikit-learn"):
+        assert record["packages"][key]
+    device = record["device"]
+    for key in ("requested", "selected", "strict", "fell_back", "reason", "torch_threads", "mps_built",
+                "mps_available", "cuda_available"):
+        assert key in device
+    assert device["torch_threads"] == env["cpu_count"]
+    data = record["data"]
+    assert data["source"] == "embedded" and data["train_rows"] == 2000 and len(data["fingerprint"]) == 16
+    config = record["config"]
+    assert config["profile"] == "smoke" and config["model"] == "hgb" and config["folds"] == 2 and config["seed"] == 42
+    assert config["params"]["max_iter"] == config["estimator_params"]["max_iter"]
+    timings = record["timings"]
+    assert {"load_s", "features_s", "total_s"} <= set(timings)
+    assert [set(f) for f in timings["folds"]] == [{"fold", "fit_s", "predict_s"}] * 2
+    metrics = record["metrics"]
+    assert len(metrics["folds"]) == 2 and 0 < metrics["floor_rmse"] < metrics["oof_rmse"] < 0.08
+    assert metrics["gap_to_floor_pct"] == pytest.approx(
+        100 * (metrics["oof_rmse"] - metrics["floor_rmse"]) / metrics["floor_rmse"], abs=0.01)
+
+
+def test_outputs_are_kaggle_shaped(complete_run):
+    outcome, record = complete_run
+    oof = pd.read_csv(outcome.run_dir / "oof.csv")
+    submission = pd.read_csv(outcome.run_dir / "submission.csv")
+    assert list(oof.columns) == list(submission.columns) == ["id", "accident_risk"]
+    assert len(oof) == 2000 and oof.accident_risk.notna().all()
+    assert len(submission) == 500 and submission.id.iloc[0] == 2000
+    assert submission.accident_risk.between(0, 1).all()
+    log = (outcome.run_dir / "train.log").read_text()
+    assert log.startswith("python: ") and "device_reason: " in log and "status: complete" in log
+    assert not list(outcome.run_dir.glob(".*.tmp"))
+
+
+def test_interrupt_keeps_finished_folds(tmp_path, monkeypatch):
+    real = folds_module.run_fold
+    calls = []
+
+    def interrupt_second(spec, *args):
+        calls.append(spec.index)
+        if spec.index == 1:
+            raise KeyboardInterrupt
+        return real(spec, *args)
+
+    monkeypatch.setattr(trainer, "run_fold", interrupt_second)
+    outcome = train(_options(tmp_path))
+    record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
+    assert outcome.exit_code == 130 and record["status"] == "interrupted"
+    assert [f["fold"] for f in record["metrics"]["folds"]] == [0] and len(record["timings"]["folds"]) == 1
+    assert "1 finished fold" in record["error"] and record["ended_at"]
+    assert not (outcome.run_dir / "oof.csv").exists()
+
+
+def test_crash_leaves_a_failed_record_with_the_error(tmp_path, monkeypatch):
+    def boom(*args):
+        raise RuntimeError("out of memory in fold")
+
+    monkeypatch.setattr(trainer, "run_fold", boom)
+    outcome = train(_options(tmp_path))
+    record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
+    assert outcome.exit_code == 1 and record["status"] == "failed"
+    assert record["error"] == "RuntimeError: out of memory in fold"
+    assert "Traceback" in (outcome.run_dir / "train.log").read_text()
+
+
+def test_strict_device_failure_is_recorded_and_exits_3(tmp_path):
+    outcome = train(_options(tmp_path, model="realmlp", device="mps", strict_device=True))
+    record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
+    assert outcome.exit_code == 3 and record["status"] == "failed"
+    assert record["device"]["selected"] == "none" and "make run-native" in record["error"]
+
+
+def test_bad_label_is_refused(tmp_path):
+    from roadrisk.errors import RoadriskError
+
+    with pytest.raises(RoadriskError, match="--label"):
+        train(_options(tmp_path, label="../escape"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_atomic_write_never_leaves_half_a_file(tmp_path, monkeypatch):
+    from roadrisk import atomic
+
+    target = tmp_path / "run.json"
+    atomic.atomic_write_json(target, {"status": "complete"})
+
+    def failing_dump(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", failing_dump)
+    with pytest.raises(OSError):
+        atomic.atomic_write_json(target, {"status": "running"})
+    assert json.loads(target.read_bytes()) == {"status": "complete"}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
