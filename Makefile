@@ -5,13 +5,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 TOOLS := .tools
 NOX := $(TOOLS)/bin/nox
-NOX_VERSION := 2026.10.20
 
 # Passed through to the sessions (see noxfile.py for every knob).
 export PROFILE MODEL DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID
 
-$(NOX):
-	@$(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install --quiet "nox==$(NOX_VERSION)"
+$(NOX): requirements/tools.txt
+	@$(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install --quiet -r requirements/tools.txt
 
 .PHONY: help
 help: ## Show this list of targets

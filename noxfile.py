@@ -26,6 +26,7 @@ import nox
 
 nox.options.sessions = ["run_native"]
 nox.options.error_on_missing_interpreters = True
+nox.options.default_venv_backend = "venv"  # pip-based: uv would pull CUDA torch (FIELD-NOTES §3)
 
 ROOT = Path(__file__).resolve().parent
 HOST_VENV = Path(os.environ.get("ROADRISK_VENV", ROOT / ".nox" / "host"))
@@ -147,8 +148,28 @@ VARIANTS = {
 }
 
 
+def docker_cli() -> str:
+    """A docker CLI that can build with BuildKit: $DOCKER, else the first on PATH that has buildx or
+    predates it (before 23.0 BuildKit was built in). A machine can hold a new CLI without the buildx
+    plugin next to a distribution's older one; only the latter builds there."""
+    import subprocess
+
+    if os.environ.get("DOCKER"):
+        return os.environ["DOCKER"]
+    found = [os.path.join(d, "docker") for d in os.environ.get("PATH", "").split(os.pathsep)
+             if os.access(os.path.join(d, "docker"), os.X_OK)]
+    for cli in dict.fromkeys(os.path.realpath(c) for c in found):
+        if subprocess.run([cli, "buildx", "version"], capture_output=True).returncode == 0:
+            return cli
+        version = subprocess.run([cli, "--version"], capture_output=True, text=True).stdout
+        major = version.split("version ")[-1].split(".")[0] if "version " in version else ""
+        if major.isdigit() and int(major) < 23:
+            return cli
+    return found[0] if found else "docker"
+
+
 def _docker(session: nox.Session, *args: str, **kwargs):
-    return session.run("docker", *args, external=True, **kwargs)
+    return session.run(docker_cli(), *args, external=True, **kwargs)
 
 
 def _check_engine(session: nox.Session, variant: str) -> None:
@@ -156,15 +177,15 @@ def _check_engine(session: nox.Session, variant: str) -> None:
     import shutil
     import subprocess
 
-    if not shutil.which("docker"):
+    if not shutil.which(docker_cli()):
         session.error("no docker CLI on PATH: install Docker Desktop (macOS) or Docker Engine (Linux), "
                       "or train on the host with: make run-native")
-    probe = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
+    probe = subprocess.run([docker_cli(), "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
     if probe.returncode != 0:
         session.error("the Docker engine is not running (docker version got no server): start Docker Desktop, "
                       "or `sudo systemctl start docker`, then retry")
     if variant == "gpu":
-        runtimes = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"],
+        runtimes = subprocess.run([docker_cli(), "info", "--format", "{{json .Runtimes}}"],
                                   capture_output=True, text=True).stdout
         if "nvidia" not in runtimes:
             session.error("no NVIDIA runtime in this Docker engine (docker info lists none): install the NVIDIA "
@@ -176,7 +197,7 @@ def _base_image() -> str:
 
     if os.environ.get("BASE_IMAGE"):
         return os.environ["BASE_IMAGE"]
-    local = subprocess.run(["docker", "image", "inspect", LOCAL_BASE_IMAGE], capture_output=True)
+    local = subprocess.run([docker_cli(), "image", "inspect", LOCAL_BASE_IMAGE], capture_output=True)
     return LOCAL_BASE_IMAGE if local.returncode == 0 else "python:3.11-slim"
 
 
@@ -214,6 +235,9 @@ def build_image(session: nox.Session, variant: str) -> str:
     except nox.command.CommandFailed:
         session.error(f"building {tag} failed (output above). Check BASE_IMAGE (offline: "
                       "scripts/provision-base-image.sh), TORCH_INDEX_URL/WHEELHOUSE, and PIP_CERT behind a proxy")
+    # Each rebuild leaves the previous image untagged; drop ours so disks do not fill up.
+    _docker(session, "image", "prune", "--force", "--filter", "dangling=true",
+            "--filter", "label=org.opencontainers.image.source=https://github.com/roadrisk/roadrisk", silent=True)
     return tag
 
 

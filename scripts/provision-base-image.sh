@@ -23,5 +23,6 @@ echo "provision-base-image: debootstrap bookworm into $rootfs (about a minute)"
 debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
     bookworm "$rootfs" >/tmp/roadrisk-debootstrap.log 2>&1 \
     || { echo "provision-base-image: debootstrap failed, see /tmp/roadrisk-debootstrap.log" >&2; exit 1; }
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc "$rootfs"/usr/share/man
 tar -C "$rootfs" -c . | docker import -c 'ENV LANG=C.UTF-8' - "$TAG" >/dev/null
 echo "provision-base-image: built $TAG"
