@@ -21,6 +21,10 @@ help: ## Show this list of targets
 run-native: $(NOX) ## Train in the host venv (CUDA > MPS > CPU) -> runs/native/
 	@$(NOX) -s run_native
 
+.PHONY: compare
+compare: $(NOX) ## Diff device logs, timings and accuracy of the latest runs -> reports/compare.{md,json,png}
+	@$(NOX) -s compare
+
 .PHONY: doctor
 doctor: $(NOX) ## Print this machine's environment block and device choice
 	@$(NOX) -s doctor

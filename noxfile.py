@@ -113,6 +113,15 @@ def run_native(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def compare(session: nox.Session) -> None:
+    """Compare the latest complete run of each label in runs/: reports/compare.{md,json,png}."""
+    bin_dir = host_venv(session)
+    runs_dir = os.environ.get("RUNS_DIR") or str(ROOT / "runs")
+    session.run(str(bin_dir / "roadrisk"), "compare", "--runs-dir", runs_dir,
+                *shlex.split(os.environ.get("ARGS", "")), *session.posargs, external=True)
+
+
+@nox.session(python=False)
 def doctor(session: nox.Session) -> None:
     """Print the host's environment block and device choice."""
     bin_dir = host_venv(session)

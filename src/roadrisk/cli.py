@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=_non_negative, default=42)
     data.add_argument("--force", action="store_true", help="overwrite Kaggle-named files not written by roadrisk")
 
+    compare = sub.add_parser("compare", help="diff devices, timings and accuracy of runs across environments")
+    compare.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR",
+                         help="runs to compare (default: the latest complete run of each label in --runs-dir)")
+    compare.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where to look (default runs/)")
+    compare.add_argument("--baseline", help="label to compare against (default native, when present)")
+    compare.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports/)")
+    compare.add_argument("--force", action="store_true", help="give speed-ups even for runs that are not comparable")
+
     doctor = sub.add_parser("doctor", help="print the environment block and the device that auto would pick")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of key: value lines")
     doctor.add_argument("--device", choices=DEVICES, default="auto", help="explain this request (default auto)")
@@ -118,6 +126,12 @@ def _cmd_doctor(args) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args) -> int:
+    from .compare.command import run_compare
+
+    return run_compare(args.run_dirs, args.runs_dir, args.baseline, args.out, args.force)
+
+
 def _raise_interrupt(signum, frame):  # SIGTERM (docker stop) ends a run like Ctrl-C does
     raise KeyboardInterrupt
 
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    handlers = {"train": _cmd_train, "data": _cmd_data, "doctor": _cmd_doctor}
+    handlers = {"train": _cmd_train, "data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare}
     try:
         return handlers[args.command](args)
     except DataError as exc:

@@ -116,6 +116,8 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     console.line(f"config: profile={profile.name} model={model_name} folds={n_folds} seed={opts.seed} "
                  f"device={choice.selected} threads={choice.torch_threads}")
     console.line(f"params: {' '.join(f'{k}={v}' for k, v in params.items())}")
+    # Imports of torch and the model library, reading the machine, choosing the device.
+    record["timings"]["setup_s"] = round(time.perf_counter() - started, 4)
 
     # 3. Data: the embedded default (generated once, then cached) or the user's directory.
     timings = record["timings"]

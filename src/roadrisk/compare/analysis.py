@@ -1,0 +1,129 @@
+"""What differs between runs: device facts, timings (with speed-ups), accuracy, comparability."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import doctor
+from ..device import DeviceChoice
+from ..records import OOF_FILE, SUBMISSION_FILE
+from .runs import Run
+from .stats import speed_up
+
+# Long sentences: shown under the diff table rather than in a cell of it.
+SENTENCE_KEYS = ("cuda_status", "mps_status", "device_reason", "container_evidence", "platform")
+COMPARABLE_FIELDS = (("data fingerprint", ("data", "fingerprint")), ("profile", ("config", "profile")),
+                     ("model", ("config", "model")), ("folds", ("config", "folds")), ("seed", ("config", "seed")))
+
+
+def _get(record: dict, path: tuple[str, ...]):
+    value = record
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def device_block(run: Run) -> dict:
+    """The run's doctor block, rebuilt from its record exactly as its train.log printed it."""
+    device = run.record.get("device") or {}
+    choice = DeviceChoice(**{k: device.get(k) for k in ("requested", "selected", "strict", "fell_back", "reason",
+                                                          "torch_threads")})
+    return doctor.block(run.record.get("environment") or {}, choice)
+
+
+def device_diff(runs: list[Run]) -> list[dict]:
+    blocks = [device_block(run) for run in runs]
+    rows = []
+    for key in blocks[0]:
+        values = [block.get(key) for block in blocks]
+        rows.append({"key": key, "values": values, "differs": len({str(v) for v in values}) > 1,
+                     "sentence": key in SENTENCE_KEYS})
+    return rows
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"median": None, "min": None, "max": None, "values": []}
+    return {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values)),
+            "values": [float(v) for v in values]}
+
+
+def timings(run: Run) -> dict:
+    t = run.record.get("timings") or {}
+    folds = t.get("folds") or []
+    fits = [f["fit_s"] for f in folds if "fit_s" in f]
+    predicts = [f["predict_s"] for f in folds if "predict_s" in f]
+    return {
+        "setup_s": t.get("setup_s"), "generate_s": t.get("generate_s"), "load_s": t.get("load_s"), "features_s": t.get("features_s"),
+        "fit": _spread(fits), "predict": _spread(predicts),
+        "fold": _spread([f + p for f, p in zip(fits, predicts)]), "total_s": t.get("total_s"),
+    }
+
+
+def comparability(run: Run, baseline: Run) -> list[str]:
+    """Why ``run`` cannot be set against ``baseline`` (empty when it can)."""
+    reasons = []
+    for name, path in COMPARABLE_FIELDS:
+        mine, theirs = _get(run.record, path), _get(baseline.record, path)
+        if mine != theirs:
+            reasons.append(f"{name} differs ({mine} vs {theirs})")
+    return reasons
+
+
+def disagreement(run: Run, baseline: Run) -> dict | None:
+    """How far two runs' predictions differ row by row (same data and folds only)."""
+    out = {}
+    for name, key in ((OOF_FILE, "oof"), (SUBMISSION_FILE, "test")):
+        a_path, b_path = Path(baseline.path) / name, Path(run.path) / name
+        if not (a_path.is_file() and b_path.is_file()):
+            return None
+        a = pd.read_csv(a_path).set_index("id")["accident_risk"]
+        b = pd.read_csv(b_path).set_index("id")["accident_risk"]
+        if not a.index.equals(b.index):
+            return None
+        diff = (b - a).to_numpy(dtype=float)
+        out[f"{key}_max_abs"] = float(np.max(np.abs(diff)))
+        out[f"{key}_rms"] = float(np.sqrt(np.mean(diff**2)))
+        out[f"{key}_identical"] = bool(np.all(diff == 0))
+    return out
+
+
+def compare(runs: list[Run], baseline: Run, force: bool = False) -> dict:
+    base_t = timings(baseline)
+    base_metrics = baseline.record.get("metrics") or {}
+    rows = []
+    for run in runs:
+        t = timings(run)
+        metrics = run.record.get("metrics") or {}
+        reasons = comparability(run, baseline) if run is not baseline else []
+        row = {
+            "name": run.name, "label": run.label, "run_id": run.path.name, "path": str(run.path),
+            "status": run.status, "error": run.record.get("error"), "baseline": run is baseline,
+            "device": (run.record.get("device") or {}).get("selected"),
+            "profile": _get(run.record, ("config", "profile")), "model": _get(run.record, ("config", "model")),
+            "folds": _get(run.record, ("config", "folds")), "fingerprint": _get(run.record, ("data", "fingerprint")),
+            "source": _get(run.record, ("data", "source")), "commit": run.record.get("git_commit"),
+            "timings": t, "comparable": not reasons, "not_comparable_because": reasons,
+            "oof_rmse": metrics.get("oof_rmse"), "floor_rmse": metrics.get("floor_rmse"),
+            "gap_to_floor_pct": metrics.get("gap_to_floor_pct"),
+            "rmse_delta": None, "speed_up": None, "total_ratio": None, "disagreement": None,
+        }
+        if run.complete and run is not baseline:
+            if metrics.get("oof_rmse") is not None and base_metrics.get("oof_rmse") is not None:
+                row["rmse_delta"] = metrics["oof_rmse"] - base_metrics["oof_rmse"]
+            if (not reasons or force) and t["fold"]["values"] and base_t["fold"]["values"]:
+                row["speed_up"] = speed_up(base_t["fold"]["values"], t["fold"]["values"]).as_dict()
+                if t["total_s"] and base_t["total_s"]:
+                    row["total_ratio"] = base_t["total_s"] / t["total_s"]
+            if not reasons:
+                row["disagreement"] = disagreement(run, baseline)
+        rows.append(row)
+    return {"baseline": baseline.name, "force": force, "runs": rows, "device_diff": device_diff(runs)}
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,116 @@
+"""Finding and reading run records, read-only, with one clear message per unreadable one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..records import RUN_FILE, SCHEMA_VERSION
+
+
+@dataclass
+class Run:
+    path: Path
+    record: dict
+
+    @property
+    def label(self) -> str:
+        return self.record.get("label", self.path.parent.name)
+
+    @property
+    def status(self) -> str:
+        return self.record.get("status", "unknown")
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def name(self) -> str:
+        return getattr(self, "_name", None) or f"{self.label} ({self.path.name})"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+
+def name_runs(runs: list[Run]) -> None:
+    """Call each run by its label, adding the run id only where two runs share a label."""
+    labels = [r.label for r in runs]
+    for run in runs:
+        run.name = run.label if labels.count(run.label) == 1 else f"{run.label} ({run.path.name})"
+
+
+@dataclass
+class Selection:
+    runs: list[Run] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # problems and notes, one line each
+
+
+def read_run(run_dir: Path) -> tuple[Run | None, str | None]:
+    """The run in ``run_dir``, or None and the reason it cannot be used."""
+    path = Path(run_dir) / RUN_FILE
+    if not Path(run_dir).is_dir():
+        return None, f"error: {run_dir}: not a directory. Fix: pass run folders such as runs/native/<run-id>"
+    if not path.is_file():
+        return None, f"error: {run_dir}: no run.json. Fix: pass a folder written by `roadrisk train`"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        where = f" (line {exc.lineno})" if hasattr(exc, "lineno") else ""
+        return None, (f"error: {path}: truncated or not JSON{where}; the run was probably killed while writing "
+                      "an old version of roadrisk. Fix: rerun it, or leave it out")
+    if not isinstance(record, dict) or "schema_version" not in record:
+        return None, f"error: {path}: not a roadrisk run record (no schema_version). Fix: leave it out"
+    version = record.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        return None, (f"error: {path}: written by a newer roadrisk (schema_version {version} > {SCHEMA_VERSION}). "
+                      "Fix: upgrade roadrisk to compare it")
+    return Run(Path(run_dir), record), None
+
+
+def select_explicit(run_dirs: list[Path]) -> Selection:
+    selection = Selection()
+    for run_dir in run_dirs:
+        run, problem = read_run(run_dir)
+        if problem:
+            selection.messages.append(problem)
+        if run:
+            selection.runs.append(run)
+    return selection
+
+
+def select_latest(runs_dir: Path) -> Selection:
+    """The latest complete run of each label; newer unfinished ones are said, and shown as such
+    when a label has no complete run at all."""
+    selection = Selection()
+    if not runs_dir.is_dir():
+        selection.messages.append(f"error: {runs_dir}: no such folder. Fix: make run-native (and make run-docker, "
+                                  "make run-docker-mps) first, or pass --runs-dir")
+        return selection
+    labels = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for label_dir in labels:
+        candidates = sorted((p for p in label_dir.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True)
+        newer_unfinished: list[Run] = []
+        chosen = None
+        for candidate in candidates:
+            run, problem = read_run(candidate)
+            if problem:
+                selection.messages.append(problem.replace("error:", "skipped:", 1))
+                continue
+            if run.complete:
+                chosen = run
+                break
+            newer_unfinished.append(run)
+        for run in newer_unfinished:
+            selection.messages.append(f"note: {run.path}: status {run.status}"
+                                      + (f"; using the older complete run {chosen.path.name}" if chosen else ""))
+        if chosen:
+            selection.runs.append(chosen)
+        elif newer_unfinished:
+            selection.runs.append(newer_unfinished[0])  # shown as failed/interrupted, never a baseline
+    if not selection.runs and not any(m.startswith("skipped:") for m in selection.messages):
+        selection.messages.append(f"error: {runs_dir}: holds no runs. Fix: make run-native (and make run-docker, "
+                                  "make run-docker-mps) first")
+    return selection
