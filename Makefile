@@ -25,6 +25,10 @@ run-native: $(NOX) ## Train in the host venv (CUDA > MPS > CPU) -> runs/native/
 compare: $(NOX) ## Diff device logs, timings and accuracy of the latest runs -> reports/compare.{md,json,png}
 	@$(NOX) -s compare
 
+.PHONY: bench
+bench: $(NOX) ## Benchmarks as ratios (overhead, data path, container tax, scaling) -> reports/bench.{md,json}
+	@$(NOX) -s bench
+
 .PHONY: doctor
 doctor: $(NOX) ## Print this machine's environment block and device choice
 	@$(NOX) -s doctor

@@ -122,6 +122,13 @@ def compare(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (kept apart from the tests): reports/bench.{md,json}."""
+    bin_dir = host_venv(session)
+    session.run(str(bin_dir / "python"), str(ROOT / "benchmarks" / "bench.py"), *session.posargs, external=True)
+
+
+@nox.session(python=False)
 def doctor(session: nox.Session) -> None:
     """Print the host's environment block and device choice."""
     bin_dir = host_venv(session)

@@ -1,0 +1,272 @@
+"""``make bench``: how fast roadrisk is, as ratios measured side by side in one run.
+
+1. trainer overhead   roadrisk train vs the bare library calls on the same data/features/folds/params
+2. data path          load + validate + features of Kaggle-size files vs a bare pandas.read_csv
+3. container tax      the CPU image vs the host venv, same config, threads matched (needs an engine)
+4. accelerator        device-aware defaults vs the seed's settings (needs CUDA; else "not measured")
+5. scaling            time against rows on this CPU, and which phase dominates
+
+Every figure is written with the machine it was measured on. Kept apart from the unit tests:
+nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from roadrisk import data as data_module
+from roadrisk import environment, features, schema
+from roadrisk.atomic import atomic_write_json, atomic_write_text
+from roadrisk.compare.stats import speed_up
+from roadrisk.models import MODELS
+from roadrisk.profiles import PROFILES
+from roadrisk.trainer import TrainOptions, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- the bare baseline, written plainly
+
+def bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int) -> float:
+    """What a notebook would do: read the CSVs, build the same features, KFold, fit, predict."""
+    from sklearn.model_selection import KFold
+
+    start = time.perf_counter()
+    train_df = pd.read_csv(data_dir / schema.TRAIN_FILE)
+    test_df = pd.read_csv(data_dir / schema.TEST_FILE)
+    original = pd.read_csv(data_dir / schema.ORIGINAL_FILE)
+    fs = features.build(train_df, test_df, original)
+    y = train_df[schema.TARGET].to_numpy()
+    for tr, va in KFold(n_splits=folds, shuffle=True, random_state=seed).split(fs.train):
+        if model == "hgb":
+            from sklearn.ensemble import HistGradientBoostingRegressor
+
+            m = HistGradientBoostingRegressor(random_state=seed, categorical_features="from_dtype", **params)
+            m.fit(fs.train.iloc[tr], y[tr])
+        else:
+            from pytabkit import RealMLP_TD_Regressor
+
+            m = RealMLP_TD_Regressor(device="cpu", random_state=seed, n_threads=threads, verbosity=0, **params)
+            m.fit(fs.train.iloc[tr], y[tr], X_val=fs.train.iloc[va], y_val=y[va])
+        m.predict(fs.train.iloc[va])
+        m.predict(fs.test)
+    return time.perf_counter() - start
+
+
+def trainer_run(data_dir: Path, model: str, folds: int, seed: int, runs_dir: Path) -> float:
+    start = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        saved, sys.stdout = sys.stdout, sink
+        try:
+            outcome = train(TrainOptions(data_dir=data_dir, profile="quick", model=model, device="cpu", folds=folds,
+                                         seed=seed, label=f"bench-{model}", runs_dir=runs_dir))
+        finally:
+            sys.stdout = saved
+    if outcome.exit_code != 0:
+        raise SystemExit(f"bench: trainer run failed: {outcome.run_dir}")
+    return time.perf_counter() - start
+
+
+def overhead(model: str, repeats: int, tmp: Path, log) -> dict:
+    profile = PROFILES["quick"]
+    data_dir, _ = data_module.embedded_dir(profile.train_rows, profile.test_rows, profile.original_rows, 42)
+    params = MODELS[model].defaults("quick", "cpu")
+    threads = environment.usable_cpus()[0]
+    ours, bare = [], []
+    for i in range(repeats):  # alternate, so drift hits both sides alike
+        bare.append(bare_run(data_dir, model, params, profile.folds, 42, threads))
+        ours.append(trainer_run(data_dir, model, profile.folds, 42, tmp / "runs"))
+        log(f"overhead {model} repeat {i + 1}/{repeats}: bare {bare[-1]:.2f}s, roadrisk {ours[-1]:.2f}s")
+    ratio = statistics.median(ours) / statistics.median(bare)
+    return {"model": model, "rows": profile.train_rows, "folds": profile.folds, "repeats": repeats,
+            "bare_s": bare, "roadrisk_s": ours, "ratio": round(ratio, 4), "goal": 1.03, "meets_goal": ratio <= 1.03}
+
+
+def data_path(repeats: int, log) -> dict:
+    full = PROFILES["full"]
+    t0 = time.perf_counter()
+    data_dir, generated = data_module.embedded_dir(full.train_rows, full.test_rows, full.original_rows, 42)
+    generate_s = time.perf_counter() - t0
+    bare, ours, ours_load, ours_features = [], [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        pd.read_csv(data_dir / schema.TRAIN_FILE)
+        pd.read_csv(data_dir / schema.TEST_FILE)
+        bare.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        dataset = data_module.load(data_dir)
+        t1 = time.perf_counter()
+        features.build(dataset.train, dataset.test, dataset.original)
+        t2 = time.perf_counter()
+        ours_load.append(t1 - t0)
+        ours_features.append(t2 - t1)
+        ours.append(t2 - t0)
+    result = {"train_rows": full.train_rows, "test_rows": full.test_rows, "original_rows": full.original_rows,
+              "generate_s": round(generate_s, 3) if generated else "cached",
+              "bare_read_csv_s": round(statistics.median(bare), 3),
+              "load_validate_s": round(statistics.median(ours_load), 3),
+              "features_s": round(statistics.median(ours_features), 3),
+              "data_path_s": round(statistics.median(ours), 3),
+              "ratio_vs_read_csv": round(statistics.median(ours) / statistics.median(bare), 3),
+              "goal_s": 2.0}
+    result["meets_goal"] = result["data_path_s"] < 2.0
+    log(f"data path: {result['data_path_s']}s (read_csv alone {result['bare_read_csv_s']}s)")
+    return result
+
+
+def _make(target: str, env: dict, **variables) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", target, *(f"{k}={v}" for k, v in variables.items())], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True)
+
+
+def container_tax(tmp: Path, log) -> dict:
+    engine = subprocess.run(["docker", "version"], capture_output=True).returncode == 0
+    if not engine:
+        return {"measured": False, "why": "no Docker engine answers on this machine"}
+    runs = tmp / "tax-runs"
+    runs.mkdir()
+    env = {"RUNS_DIR": str(runs)}
+    build = _make("images", env)
+    if build.returncode != 0:
+        return {"measured": False, "why": "image build failed: " + build.stderr.strip().splitlines()[-1]}
+    records = {}
+    for target, label in (("run-native", "native"), ("run-docker", "docker")):
+        result = _make(target, env, PROFILE="quick", MODEL="realmlp", DEVICE="cpu")
+        if result.returncode != 0:
+            return {"measured": False, "why": f"{target} failed"}
+        (path,) = runs.glob(f"{label}/*/run.json")
+        records[label] = json.loads(path.read_text())
+        log(f"container tax: {label} total {records[label]['timings']['total_s']:.1f}s")
+    fold = {k: [f["fit_s"] + f["predict_s"] for f in r["timings"]["folds"]] for k, r in records.items()}
+    s = speed_up(fold["docker"], fold["native"])  # >1: docker takes longer than native
+    return {
+        "measured": True, "config": "quick, realmlp, cpu",
+        "threads": {k: r["device"]["torch_threads"] for k, r in records.items()},
+        "fold_s": fold, "ratio_docker_over_native": round(s.ratio, 4),
+        "interval_95": [round(s.low, 4), round(s.high, 4)] if s.low else None, "significant": s.significant,
+        "total_ratio": round(records["docker"]["timings"]["total_s"] / records["native"]["timings"]["total_s"], 4),
+        "setup_s": {k: r["timings"].get("setup_s") for k, r in records.items()},
+        "goal": 1.05,
+    }
+
+
+def accelerator(facts: dict) -> dict:
+    if not facts.get("cuda_available"):
+        return {"measured": False, "why": "no CUDA device on this machine; run `make bench` on an NVIDIA GPU",
+                "defaults": {"tabm": MODELS["tabm"].defaults("full", "cuda"),
+                             "realmlp": MODELS["realmlp"].defaults("full", "cuda")}}
+    return {"measured": False, "why": "CUDA present: run `make run-native PROFILE=full DEVICE=cuda` with and "
+                                      "without ARGS to compare; automated CUDA rows are future work"}
+
+
+def scaling(tmp: Path, log, sizes_hgb=(40_000, 100_000, 250_000, 517_754), sizes_mlp=(10_000, 20_000, 40_000, 80_000)):
+    rows = []
+    for model, sizes in (("hgb", sizes_hgb), ("realmlp", sizes_mlp)):
+        for n in sizes:
+            data_dir, _ = data_module.embedded_dir(n, n // 3, 20_000, 42)
+            with open(os.devnull, "w") as sink:
+                saved, sys.stdout = sys.stdout, sink
+                try:
+                    outcome = train(TrainOptions(data_dir=data_dir, profile="quick", model=model, device="cpu",
+                                                 folds=2, label=f"scale-{model}", runs_dir=tmp / "scale"))
+                finally:
+                    sys.stdout = saved
+            record = json.loads((outcome.run_dir / "run.json").read_text())
+            t = record["timings"]
+            phases = {"setup": t["setup_s"], "load": t["load_s"], "features": t["features_s"],
+                      "fit": t["fit_total_s"], "predict": t["predict_total_s"]}
+            rows.append({"model": model, "rows": n, "total_s": t["total_s"], **{f"{k}_s": v for k, v in phases.items()},
+                         "dominant": max(phases, key=phases.get), "oof_rmse": record["metrics"]["oof_rmse"],
+                         "gap_to_floor_pct": record["metrics"]["gap_to_floor_pct"]})
+            log(f"scaling {model} {n} rows: {t['total_s']:.1f}s (dominant: {rows[-1]['dominant']})")
+    exponents = {}
+    for model in ("hgb", "realmlp"):
+        pts = [(r["rows"], r["fit_s"]) for r in rows if r["model"] == model]
+        slope = np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0]
+        exponents[model] = round(float(slope), 3)
+    return {"rows": rows, "fit_time_exponent": exponents}
+
+
+def render(result: dict) -> str:
+    m = result["machine"]
+    out = ["# roadrisk benchmark", "", f"measured_at: {result['measured_at']}",
+           f"machine: {m['cpu_model']}, {m['cpu_count']} usable CPUs ({m['cpu_count_source']}), "
+           f"torch {m['torch']}, in_container {m['in_container']}, cuda {m['cuda_available']}", ""]
+    o = result["overhead"]
+    out += ["## 1. Trainer overhead (goal ≤ 1.03)", "", "| model | rows | folds | bare median s | roadrisk median s | ratio |",
+            "|---|---|---|---|---|---|"]
+    for row in o:
+        out.append(f"| {row['model']} | {row['rows']} | {row['folds']} | {statistics.median(row['bare_s']):.2f} "
+                   f"| {statistics.median(row['roadrisk_s']):.2f} | {row['ratio']:.3f} |")
+    d = result["data_path"]
+    out += ["", "## 2. Data path, Kaggle sizes (goal < 2 s)", "",
+            f"- rows: {d['train_rows']} train + {d['test_rows']} test + {d['original_rows']} original",
+            f"- bare `pandas.read_csv` of train + test: {d['bare_read_csv_s']} s",
+            f"- roadrisk load + validate (3 files): {d['load_validate_s']} s; features: {d['features_s']} s",
+            f"- whole data path: **{d['data_path_s']} s** ({d['ratio_vs_read_csv']}x read_csv)"]
+    c = result["container_tax"]
+    out += ["", "## 3. Container tax (goal ≤ 1.05)", ""]
+    if c.get("measured"):
+        interval = f" [{c['interval_95'][0]}, {c['interval_95'][1]}]" if c["interval_95"] else ""
+        out += [f"- config: {c['config']}; threads {c['threads']}",
+                f"- per-fold time docker/native: **{c['ratio_docker_over_native']}**{interval}"
+                f"{'' if c['significant'] else ' (not significant)'}; whole run: {c['total_ratio']}",
+                f"- setup (imports, device) s: {c['setup_s']}"]
+    else:
+        out.append(f"- not measured: {c['why']}")
+    a = result["accelerator"]
+    out += ["", "## 4. Accelerator settings", "", f"- not measured: {a['why']}" if not a["measured"] else ""]
+    s = result["scaling"]
+    out += ["", "## 5. Scaling on this CPU (2 folds)", "",
+            "| model | rows | total s | setup | load | features | fit | predict | dominant | gap to floor |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in s["rows"]:
+        out.append(f"| {r['model']} | {r['rows']} | {r['total_s']:.1f} | {r['setup_s']:.1f} | {r['load_s']:.2f} "
+                   f"| {r['features_s']:.2f} | {r['fit_s']:.1f} | {r['predict_s']:.2f} | {r['dominant']} "
+                   f"| +{r['gap_to_floor_pct']:.2f}% |")
+    out += ["", f"fit time grows as rows^k: {s['fit_time_exponent']}", ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["overhead", "data", "container", "scaling"])
+    args = parser.parse_args(argv)
+    log = lambda text: print(f"bench: {text}", flush=True)  # noqa: E731
+    facts = environment.collect()
+    result: dict = {"schema_version": 1, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "machine": {k: facts.get(k) for k in ("cpu_model", "cpu_count", "cpu_count_source", "torch",
+                                                          "in_container", "cuda_available", "gpu_name", "platform")}}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        result["overhead"] = [] if "overhead" in args.skip else [
+            overhead("hgb", max(args.repeats, 3), tmp, log), overhead("realmlp", max(1, args.repeats - 1), tmp, log)]
+        result["data_path"] = {} if "data" in args.skip else data_path(args.repeats, log)
+        result["container_tax"] = ({"measured": False, "why": "skipped"} if "container" in args.skip
+                                   else container_tax(tmp, log))
+        result["accelerator"] = accelerator(facts)
+        result["scaling"] = {"rows": [], "fit_time_exponent": {}} if "scaling" in args.skip else scaling(tmp, log)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out / "bench.json", json.loads(json.dumps(result, default=float)))
+    text = render(result)
+    atomic_write_text(args.out / "bench.md", text)
+    print(text)
+    return 0 if all(math.isfinite(float(r["ratio"])) for r in result["overhead"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
