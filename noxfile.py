@@ -69,10 +69,14 @@ def _pip_sources() -> list[str]:
 
 
 def _stamp(torch_args: list[str]) -> str:
-    digest = hashlib.sha256()
-    for path in (CONSTRAINTS, ROOT / "pyproject.toml"):
-        digest.update(path.read_bytes())
-    digest.update(json.dumps([torch_args, sys.version]).encode())
+    """What the venv's contents depend on: the pins, the declared dependencies, the torch choice.
+    (Not all of pyproject.toml: a lint setting must not cost a one-minute rebuild.)"""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    digest = hashlib.sha256(CONSTRAINTS.read_bytes())
+    digest.update(json.dumps([project.get("dependencies"), project.get("optional-dependencies"), torch_args,
+                              sys.version], sort_keys=True).encode())
     return digest.hexdigest()
 
 

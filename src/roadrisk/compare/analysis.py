@@ -58,7 +58,7 @@ def timings(run: Run) -> dict:
     fits = [f["fit_s"] for f in folds if "fit_s" in f]
     predicts = [f["predict_s"] for f in folds if "predict_s" in f]
     return {
-        "setup_s": t.get("setup_s"), "generate_s": t.get("generate_s"), "load_s": t.get("load_s"), "features_s": t.get("features_s"),
+        **{key: t.get(key) for key in ("setup_s", "generate_s", "load_s", "features_s")},
         "fit": _spread(fits), "predict": _spread(predicts),
         "fold": _spread([f + p for f, p in zip(fits, predicts)]), "total_s": t.get("total_s"),
     }
