@@ -41,6 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int) -> float:
     """What a notebook would do: read the CSVs, build the same features, KFold, fit, predict."""
+    import contextlib
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        return _bare_run(data_dir, model, params, folds, seed, threads)
+
+
+def _bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int) -> float:
     from sklearn.model_selection import KFold
 
     start = time.perf_counter()
@@ -65,13 +72,13 @@ def bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, th
     return time.perf_counter() - start
 
 
-def trainer_run(data_dir: Path, model: str, folds: int, seed: int, runs_dir: Path) -> float:
+def trainer_run(data_dir: Path, model: str, folds: int, seed: int, runs_dir: Path, jobs: int = 1) -> float:
     start = time.perf_counter()
     with open(os.devnull, "w") as sink:
         saved, sys.stdout = sys.stdout, sink
         try:
             outcome = train(TrainOptions(data_dir=data_dir, profile="quick", model=model, device="cpu", folds=folds,
-                                         seed=seed, label=f"bench-{model}", runs_dir=runs_dir))
+                                         seed=seed, label=f"bench-{model}", runs_dir=runs_dir, jobs=jobs))
         finally:
             sys.stdout = saved
     if outcome.exit_code != 0:
@@ -85,9 +92,13 @@ def overhead(model: str, repeats: int, tmp: Path, log) -> dict:
     params = MODELS[model].defaults("quick", "cpu")
     threads = environment.usable_cpus()[0]
     ours, bare = [], []
-    for i in range(repeats):  # alternate, so drift hits both sides alike
-        bare.append(bare_run(data_dir, model, params, profile.folds, 42, threads))
-        ours.append(trainer_run(data_dir, model, profile.folds, 42, tmp / "runs"))
+    for i in range(repeats):  # alternate, and swap who goes first, so drift hits both sides alike
+        if i % 2:
+            ours.append(trainer_run(data_dir, model, profile.folds, 42, tmp / "runs"))
+            bare.append(bare_run(data_dir, model, params, profile.folds, 42, threads))
+        else:
+            bare.append(bare_run(data_dir, model, params, profile.folds, 42, threads))
+            ours.append(trainer_run(data_dir, model, profile.folds, 42, tmp / "runs"))
         log(f"overhead {model} repeat {i + 1}/{repeats}: bare {bare[-1]:.2f}s, roadrisk {ours[-1]:.2f}s")
     ratio = statistics.median(ours) / statistics.median(bare)
     return {"model": model, "rows": profile.train_rows, "folds": profile.folds, "repeats": repeats,
@@ -131,7 +142,7 @@ def _make(target: str, env: dict, **variables) -> subprocess.CompletedProcess:
                           env={**os.environ, **env}, capture_output=True, text=True)
 
 
-def container_tax(tmp: Path, log) -> dict:
+def container_tax(tmp: Path, log, repeats: int = 2) -> dict:
     engine = subprocess.run(["docker", "version"], capture_output=True).returncode == 0
     if not engine:
         return {"measured": False, "why": "no Docker engine answers on this machine"}
@@ -141,25 +152,42 @@ def container_tax(tmp: Path, log) -> dict:
     build = _make("images", env)
     if build.returncode != 0:
         return {"measured": False, "why": "image build failed: " + build.stderr.strip().splitlines()[-1]}
-    records = {}
-    for target, label in (("run-native", "native"), ("run-docker", "docker")):
-        result = _make(target, env, PROFILE="quick", MODEL="realmlp", DEVICE="cpu")
-        if result.returncode != 0:
-            return {"measured": False, "why": f"{target} failed"}
-        (path,) = runs.glob(f"{label}/*/run.json")
-        records[label] = json.loads(path.read_text())
-        log(f"container tax: {label} total {records[label]['timings']['total_s']:.1f}s")
-    fold = {k: [f["fit_s"] + f["predict_s"] for f in r["timings"]["folds"]] for k, r in records.items()}
+    order = [("run-native", "native"), ("run-docker", "docker")]
+    for repeat in range(repeats):  # alternate environments: run-to-run noise here is ~10%
+        for target, label in (order if repeat % 2 == 0 else order[::-1]):
+            result = _make(target, env, PROFILE="quick", MODEL="realmlp", DEVICE="cpu")
+            if result.returncode != 0:
+                return {"measured": False, "why": f"{target} failed"}
+            log(f"container tax: {label} repeat {repeat + 1}/{repeats} done")
+    records = {label: [json.loads(p.read_text()) for p in sorted(runs.glob(f"{label}/*/run.json"))]
+               for _, label in order}
+    fold = {k: [f["fit_s"] + f["predict_s"] for r in rs for f in r["timings"]["folds"]] for k, rs in records.items()}
+    totals = {k: [r["timings"]["total_s"] for r in rs] for k, rs in records.items()}
     s = speed_up(fold["docker"], fold["native"])  # >1: docker takes longer than native
     return {
-        "measured": True, "config": "quick, realmlp, cpu",
-        "threads": {k: r["device"]["torch_threads"] for k, r in records.items()},
-        "fold_s": fold, "ratio_docker_over_native": round(s.ratio, 4),
+        "measured": True, "config": f"quick, realmlp, cpu, {repeats} alternating runs each",
+        "threads": {k: rs[0]["device"]["torch_threads"] for k, rs in records.items()},
+        "fold_s": fold, "total_s": totals, "ratio_docker_over_native": round(s.ratio, 4),
         "interval_95": [round(s.low, 4), round(s.high, 4)] if s.low else None, "significant": s.significant,
-        "total_ratio": round(records["docker"]["timings"]["total_s"] / records["native"]["timings"]["total_s"], 4),
-        "setup_s": {k: r["timings"].get("setup_s") for k, r in records.items()},
+        "total_ratio": round(statistics.median(totals["docker"]) / statistics.median(totals["native"]), 4),
+        "setup_s": {k: [r["timings"].get("setup_s") for r in rs] for k, rs in records.items()},
         "goal": 1.05,
     }
+
+
+def concurrent_folds(tmp: Path, log) -> dict:
+    """The --jobs option's effect: the same quick run with folds one by one and side by side."""
+    profile = PROFILES["quick"]
+    data_dir, _ = data_module.embedded_dir(profile.train_rows, profile.test_rows, profile.original_rows, 42)
+    out = {}
+    for model in ("hgb", "realmlp"):
+        times = {}
+        for jobs in (1, 2, 1, 2) if model == "hgb" else (1, 2):
+            times.setdefault(jobs, []).append(trainer_run(data_dir, model, profile.folds, 42, tmp / "jobs", jobs))
+            log(f"concurrent folds {model} jobs={jobs}: {times[jobs][-1]:.1f}s")
+        out[model] = {"jobs1_s": times[1], "jobs2_s": times[2],
+                      "speed_up": round(statistics.median(times[1]) / statistics.median(times[2]), 3)}
+    return out
 
 
 def accelerator(facts: dict) -> dict:
@@ -226,6 +254,13 @@ def render(result: dict) -> str:
                 f"- setup (imports, device) s: {c['setup_s']}"]
     else:
         out.append(f"- not measured: {c['why']}")
+    j = result.get("concurrent_folds") or {}
+    if j:
+        out += ["", "## 3b. Concurrent folds (--jobs 2 vs 1, quick, 3 folds)", "",
+                "| model | jobs 1 s | jobs 2 s | speed-up |", "|---|---|---|---|"]
+        for model, row in j.items():
+            out.append(f"| {model} | {statistics.median(row['jobs1_s']):.1f} | {statistics.median(row['jobs2_s']):.1f} "
+                       f"| {row['speed_up']}x |")
     a = result["accelerator"]
     out += ["", "## 4. Accelerator settings", "", f"- not measured: {a['why']}" if not a["measured"] else ""]
     s = result["scaling"]
@@ -244,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "reports")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["overhead", "data", "container", "scaling"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["overhead", "data", "container", "jobs", "scaling"])
     args = parser.parse_args(argv)
     log = lambda text: print(f"bench: {text}", flush=True)  # noqa: E731
     facts = environment.collect()
@@ -258,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         result["data_path"] = {} if "data" in args.skip else data_path(args.repeats, log)
         result["container_tax"] = ({"measured": False, "why": "skipped"} if "container" in args.skip
                                    else container_tax(tmp, log))
+        result["concurrent_folds"] = {} if "jobs" in args.skip else concurrent_folds(tmp, log)
         result["accelerator"] = accelerator(facts)
         result["scaling"] = {"rows": [], "fit_time_exponent": {}} if "scaling" in args.skip else scaling(tmp, log)
     args.out.mkdir(parents=True, exist_ok=True)

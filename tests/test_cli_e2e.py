@@ -114,3 +114,19 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, args, words):
     assert result.stderr.strip().count("\n") == 0, result.stderr
     for word in words:
         assert word in result.stderr
+
+
+def test_parallel_folds_give_the_same_predictions_as_serial(tmp_path):
+    """--jobs 2 runs folds in spawned workers; the assembled OOF must match the serial run's."""
+    outputs = {}
+    for jobs in ("1", "2"):
+        result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--jobs", jobs, "--label", f"jobs{jobs}",
+                         "--runs-dir", str(tmp_path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        (run_dir,) = (tmp_path / f"jobs{jobs}").iterdir()
+        outputs[jobs] = (json.loads((run_dir / "run.json").read_text()), pd.read_csv(run_dir / "oof.csv"), result.stdout)
+    record, oof, stdout = outputs["2"]
+    assert record["config"]["jobs"] == 2 and "2 folds on 2 worker processes, 1 thread(s) each" in stdout
+    assert sorted(f["fold"] for f in record["metrics"]["folds"]) == [0, 1]
+    pd.testing.assert_frame_equal(oof, outputs["1"][1])
+    assert record["metrics"]["oof_rmse"] == outputs["1"][0]["metrics"]["oof_rmse"]

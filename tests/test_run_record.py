@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from roadrisk import executors
 from roadrisk import folds as folds_module
 from roadrisk import records, trainer
 from roadrisk.trainer import TrainOptions, train
@@ -82,7 +83,7 @@ def test_interrupt_keeps_finished_folds(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(spec, *args)
 
-    monkeypatch.setattr(trainer, "run_fold", interrupt_second)
+    monkeypatch.setattr(executors, "run_fold", interrupt_second)
     outcome = train(_options(tmp_path))
     record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
     assert outcome.exit_code == 130 and record["status"] == "interrupted"
@@ -95,7 +96,7 @@ def test_crash_leaves_a_failed_record_with_the_error(tmp_path, monkeypatch):
     def boom(*args):
         raise RuntimeError("out of memory in fold")
 
-    monkeypatch.setattr(trainer, "run_fold", boom)
+    monkeypatch.setattr(executors, "run_fold", boom)
     outcome = train(_options(tmp_path))
     record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
     assert outcome.exit_code == 1 and record["status"] == "failed"

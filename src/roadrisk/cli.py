@@ -32,6 +32,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
 def _at_least_two(text: str) -> int:
     value = int(text)
     if value < 2:
@@ -57,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_non_negative, default=42, help="seed for data, folds and models (default 42)")
     train.add_argument("--label", default="native", help="the environment's name in runs/ (default native)")
     train.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default runs/)")
+    train.add_argument("--jobs", type=_positive, default=1,
+                       help="folds run side by side in this many processes, sharing the CPU threads (default 1)")
 
     data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
     data.add_argument("--out", type=Path, required=True, help="folder to write into")
@@ -89,7 +98,7 @@ def _cmd_train(args) -> int:
     opts = TrainOptions(
         data_dir=args.data_dir, profile=args.profile, model=args.model, device=args.device,
         strict_device=args.strict_device, folds=args.folds, seed=args.seed, label=args.label,
-        runs_dir=args.runs_dir, command=shlex.join(["roadrisk", *sys.argv[1:]]),
+        runs_dir=args.runs_dir, jobs=args.jobs, command=shlex.join(["roadrisk", *sys.argv[1:]]),
     )
     return train(opts).exit_code
 

@@ -69,9 +69,10 @@ class Console:
 class FoldProgress:
     """Progress over folds: ``fold 2/5 fitting 14s, eta 1m10s`` with a ticker on terminals."""
 
-    def __init__(self, console: Console, total: int):
+    def __init__(self, console: Console, total: int, workers: int = 1):
         self.console = console
         self.total = total
+        self.workers = workers
         self.durations: list[float] = []
         self.started = time.perf_counter()
         self._stop = threading.Event()
@@ -81,7 +82,7 @@ class FoldProgress:
         if not self.durations:
             return "eta after the first fold"
         mean = sum(self.durations) / len(self.durations)
-        remaining = (self.total - len(self.durations)) * mean - elapsed_in_fold
+        remaining = (self.total - len(self.durations)) * mean / self.workers - elapsed_in_fold
         return f"eta {_fmt_seconds(remaining)}"
 
     def fold_started(self, index: int) -> None:
@@ -100,11 +101,17 @@ class FoldProgress:
         self._thread = threading.Thread(target=tick, daemon=True)
         self._thread.start()
 
-    def fold_finished(self, index: int, rmse: float) -> None:
+    def parallel_started(self, folds: int, workers: int, threads: int) -> None:
+        self.console.line(f"progress: {folds} folds on {workers} worker processes, {threads} thread(s) each")
+        self._fold_start = time.perf_counter()
+
+    def fold_finished(self, index: int, rmse: float, duration: float | None = None) -> None:
         self._halt_ticker()
-        duration = time.perf_counter() - self._fold_start
+        duration = time.perf_counter() - self._fold_start if duration is None else duration
         self.durations.append(duration)
-        self.console.line(f"fold {index + 1}/{self.total}: rmse {rmse:.6f}, {duration:.1f}s, {self.eta()}")
+        done = len(self.durations)
+        self.console.line(f"fold {index + 1}/{self.total}: rmse {rmse:.6f}, {duration:.1f}s, "
+                          f"{done}/{self.total} done, {self.eta()}")
 
     def _halt_ticker(self) -> None:
         self._stop.set()

@@ -55,9 +55,11 @@ def build(train: pd.DataFrame, test: pd.DataFrame, original: pd.DataFrame | None
         if encodings is not None:
             means, global_mean = encodings
             for name in schema.FEATURE_NAMES:
-                # Unmatched values (a category the original never had) get the global mean.
-                mapped = raw[name].map(means[name])
-                features[ORIG_PREFIX + name] = mapped.astype(float).fillna(global_mean).astype(np.float32)
+                # A vectorised lookup (Series.map on strings costs ~0.4 s at Kaggle size); position -1,
+                # a value the original never had, lands on the appended global mean.
+                positions = means[name].index.get_indexer(raw[name])
+                table = np.append(means[name].to_numpy(dtype=float), global_mean)
+                features[ORIG_PREFIX + name] = table[positions].astype(np.float32)
         mu = mean_risk(raw)
         features[META] = mu.astype(np.float32)
         features[META_EXPECTED] = expected_risk(mu).astype(np.float32)

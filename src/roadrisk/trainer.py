@@ -19,10 +19,10 @@ from .atomic import write_csv_atomic
 from .console import Console, FoldProgress
 from .device import DeviceChoice, apply_threads, choose
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DataError, DeviceUnavailable, RoadriskError
-from .folds import FoldResult, plan, rmse, run_fold
+from .executors import run_parallel, run_serial
+from .folds import FoldResult, plan, rmse
 from .models import MODELS
 from .profiles import PROFILES
-from .quiet import library_output_to
 from .risk_formula import floor_rmse
 
 
@@ -37,6 +37,7 @@ class TrainOptions:
     seed: int = 42
     label: str = "native"
     runs_dir: Path = Path("runs")
+    jobs: int = 1
     command: str | None = None
 
 
@@ -152,22 +153,25 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     # 5. Folds: independent units; the record is saved after each so an interruption keeps them.
     target = dataset.train[schema.TARGET].to_numpy(dtype=float)
     fold_specs = plan(len(target), n_folds, opts.seed, model_name, params, choice.selected, choice.torch_threads)
-    progress = FoldProgress(console, len(fold_specs))
+    jobs = max(1, min(opts.jobs, len(fold_specs)))
+    record["config"]["jobs"] = jobs
+    progress = FoldProgress(console, len(fold_specs), workers=jobs)
+    library_log = run_dir / records.LIBRARY_LOG_FILE
+    folds_in_order = (run_serial(fold_specs, feature_set, target, library_log, progress) if jobs == 1
+                      else run_parallel(fold_specs, feature_set, target, library_log, progress, jobs))
     try:
-        for fold_spec in fold_specs:
-            progress.fold_started(fold_spec.index)
-            with library_output_to(run_dir / records.LIBRARY_LOG_FILE):
-                result = run_fold(fold_spec, feature_set, target)
+        for result in folds_in_order:
             results.append(result)
             timings["folds"].append({"fold": result.index, **{f"{k}_s": round(v, 4) for k, v in result.timings.items()}})
             record["metrics"]["folds"].append({"fold": result.index, "rows_val": len(result.val_idx),
                                                "rmse": round(result.rmse, 6)})
             record.save()
-            progress.fold_finished(result.index, result.rmse)
     finally:
+        folds_in_order.close()
         progress.close()
 
     # 6. Results: OOF and submission files, metrics against the floor when it is known.
+    results.sort(key=lambda r: r.index)  # parallel folds finish in any order
     oof = np.full(len(target), np.nan)
     for result in results:
         oof[result.val_idx] = result.val_pred
