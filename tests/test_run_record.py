@@ -8,9 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from roadrisk import executors
+from roadrisk import executors, records
 from roadrisk import folds as folds_module
-from roadrisk import records, trainer
 from roadrisk.trainer import TrainOptions, train
 
 REQUIRED = {

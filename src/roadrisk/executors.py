@@ -8,10 +8,10 @@ that scales poorly); on 2 CPU cores they mostly trade threads for processes (doc
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
