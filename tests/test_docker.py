@@ -210,3 +210,12 @@ def test_docker_run_script_mocked_apple_silicon_explains_and_offers_native(tmp_p
     assert "image mps" in result.stdout
     native = _script("--native", "--dry-run", path_prefix=tmp_path)
     assert "training on the host" in native.stdout
+
+
+@needs_engine
+def test_failed_build_is_one_clear_line_and_records_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    result = make("run-docker", {"RUNS_DIR": str(runs), "BASE_IMAGE": "roadrisk-no-such-base:none"}, PROFILE="smoke")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "building roadrisk:cpu failed" in output and "BASE_IMAGE" in output
+    assert not list(runs.rglob("run.json"))
