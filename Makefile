@@ -6,9 +6,10 @@ PYTHON ?= python3
 TOOLS := .tools
 NOX := $(TOOLS)/bin/nox
 
-# Passed through to the sessions (see noxfile.py for every knob).
+# Passed through to the sessions (noxfile.py documents every knob).
 export PROFILE MODEL DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID
 
+# nox itself lives in a local tools venv: no global installs.
 $(NOX): requirements/tools.txt
 	@$(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install --quiet -r requirements/tools.txt
 
@@ -16,10 +17,27 @@ $(NOX): requirements/tools.txt
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: PROFILE=smoke|quick|full MODEL=tabm|realmlp|hgb DEVICE=auto|cpu|cuda|mps ARGS='...'"
+	@echo "             DATA_DIR=kaggle-files CPUS=N (docker) TORCH=cpu|cuda (host venv) BASE_IMAGE WHEELHOUSE PIP_CERT"
 
 .PHONY: run-native
 run-native: $(NOX) ## Train in the host venv (CUDA > MPS > CPU) -> runs/native/
 	@$(NOX) -s run_native
+
+.PHONY: run-docker
+run-docker: $(NOX) ## Train in the CPU image -> runs/docker/
+	@$(NOX) -s run_docker
+
+.PHONY: run-docker-mps
+run-docker-mps: $(NOX) ## Train in the image a Mac user tries (asks for MPS, shows why it gets CPU) -> runs/docker-mps/
+	@$(NOX) -s run_docker_mps
+
+.PHONY: run-docker-gpu
+run-docker-gpu: $(NOX) ## Train in the NVIDIA image (needs the NVIDIA Container Toolkit) -> runs/docker-gpu/
+	@$(NOX) -s run_docker_gpu
+
+.PHONY: images
+images: $(NOX) ## Build the CPU and MPS images
+	@$(NOX) -s build_images
 
 .PHONY: compare
 compare: $(NOX) ## Diff device logs, timings and accuracy of the latest runs -> reports/compare.{md,json,png}
@@ -43,21 +61,5 @@ lint: $(NOX) ## ruff and hadolint
 
 .PHONY: clean
 clean: ## Remove venvs, caches and reports (keeps runs/)
-	rm -rf .nox $(TOOLS) reports .pytest_cache .ruff_cache
+	rm -rf .nox $(TOOLS) reports .pytest_cache .ruff_cache docker/.wheelhouse
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
-
-.PHONY: run-docker
-run-docker: $(NOX) ## Train in the CPU image -> runs/docker/
-	@$(NOX) -s run_docker
-
-.PHONY: run-docker-mps
-run-docker-mps: $(NOX) ## Train in the image a Mac user tries (asks for MPS, shows why it gets CPU) -> runs/docker-mps/
-	@$(NOX) -s run_docker_mps
-
-.PHONY: run-docker-gpu
-run-docker-gpu: $(NOX) ## Train in the NVIDIA image (needs the NVIDIA Container Toolkit) -> runs/docker-gpu/
-	@$(NOX) -s run_docker_gpu
-
-.PHONY: images
-images: $(NOX) ## Build the CPU and MPS images
-	@$(NOX) -s build_images
