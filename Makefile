@@ -25,15 +25,15 @@ run-native: $(NOX) ## Train in the host venv (CUDA > MPS > CPU) -> runs/native/
 
 .PHONY: run-docker
 run-docker: $(NOX) ## Train in the CPU image -> runs/docker/
-	@$(NOX) -s run_docker
+	@$(NOX) -s "run_docker(cpu)"
 
 .PHONY: run-docker-mps
 run-docker-mps: $(NOX) ## Train in the image a Mac user tries (asks for MPS, shows why it gets CPU) -> runs/docker-mps/
-	@$(NOX) -s run_docker_mps
+	@$(NOX) -s "run_docker(mps)"
 
 .PHONY: run-docker-gpu
 run-docker-gpu: $(NOX) ## Train in the NVIDIA image (needs the NVIDIA Container Toolkit) -> runs/docker-gpu/
-	@$(NOX) -s run_docker_gpu
+	@$(NOX) -s "run_docker(gpu)"
 
 .PHONY: images
 images: $(NOX) ## Build the CPU and MPS images

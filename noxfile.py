@@ -286,21 +286,13 @@ def run_in_container(session: nox.Session, variant: str) -> None:
 
 
 @nox.session(name="run_docker", python=False)
-def run_docker(session: nox.Session) -> None:
-    """Train in the CPU image: runs/docker/."""
-    run_in_container(session, "cpu")
+@nox.parametrize("variant", [nox.param("cpu", id="cpu"), nox.param("mps", id="mps"), nox.param("gpu", id="gpu")])
+def run_docker(session: nox.Session, variant: str) -> None:
+    """Train in the cpu, mps or gpu image: runs/docker/, runs/docker-mps/, runs/docker-gpu/.
 
-
-@nox.session(name="run_docker_mps", python=False)
-def run_docker_mps(session: nox.Session) -> None:
-    """Train in the image a Mac user tries, asking for MPS; shows why it gets the CPU: runs/docker-mps/."""
-    run_in_container(session, "mps")
-
-
-@nox.session(name="run_docker_gpu", python=False)
-def run_docker_gpu(session: nox.Session) -> None:
-    """Train in the NVIDIA image with --gpus all: runs/docker-gpu/."""
-    run_in_container(session, "gpu")
+    mps is the CPU image asking for MPS (it shows why a container gets the CPU); gpu runs with --gpus all.
+    """
+    run_in_container(session, variant)
 
 
 @nox.session(name="build_images", python=False)

@@ -75,7 +75,7 @@ MAC
 else
     why="chosen with --$variant"
 fi
-session="run_docker"; [[ "$variant" != cpu ]] && session="run_docker_$variant"
+session="run_docker($variant)"
 echo "docker-run: image $variant ($why) -> nox -s $session"
 ((dry)) && exit 0
 
