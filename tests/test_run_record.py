@@ -132,3 +132,20 @@ def test_atomic_write_never_leaves_half_a_file(tmp_path, monkeypatch):
         atomic.atomic_write_json(target, {"status": "running"})
     assert json.loads(target.read_bytes()) == {"status": "complete"}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_param_overrides_are_used_and_recorded(tmp_path):
+    outcome = train(_options(tmp_path, param_overrides={"max_iter": 30, "learning_rate": 0.2}))
+    record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
+    assert outcome.exit_code == 0
+    assert record["config"]["param_overrides"] == {"max_iter": 30, "learning_rate": 0.2}
+    assert record["config"]["params"]["max_iter"] == 30 == record["config"]["estimator_params"]["max_iter"]
+    assert record["config"]["params"]["max_leaf_nodes"] == 7  # the other defaults stay
+
+
+@pytest.mark.parametrize("key, words", [("n_epochs", "not a parameter of hgb"), ("random_state", "--seed")])
+def test_bad_param_overrides_exit_2_and_run_nothing(tmp_path, key, words):
+    outcome = train(_options(tmp_path, param_overrides={key: 5}))
+    record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
+    assert outcome.exit_code == 2 and record["status"] == "failed" and words in record["error"]
+    assert not record["timings"]["folds"]

@@ -32,6 +32,19 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _key_value(text: str) -> tuple[str, object]:
+    import ast
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw  # a bare word such as tabm-mini or auto
+    return key.strip(), value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -64,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_non_negative, default=42, help="seed for data, folds and models (default 42)")
     train.add_argument("--label", default="native", help="the environment's name in runs/ (default native)")
     train.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default runs/)")
+    train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                       help="override one model parameter, e.g. --param n_epochs=20 --param batch_size=2048 "
+                            "(repeatable; the values used are recorded)")
     train.add_argument("--jobs", type=_positive, default=1,
                        help="folds run side by side in this many processes, sharing the CPU threads (default 1)")
 
@@ -98,7 +114,7 @@ def _cmd_train(args) -> int:
     opts = TrainOptions(
         data_dir=args.data_dir, profile=args.profile, model=args.model, device=args.device,
         strict_device=args.strict_device, folds=args.folds, seed=args.seed, label=args.label,
-        runs_dir=args.runs_dir, jobs=args.jobs, command=shlex.join(["roadrisk", *sys.argv[1:]]),
+        runs_dir=args.runs_dir, jobs=args.jobs, param_overrides=dict(args.param), command=shlex.join(["roadrisk", *sys.argv[1:]]),
     )
     return train(opts).exit_code
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class TrainOptions:
     label: str = "native"
     runs_dir: Path = Path("runs")
     jobs: int = 1
+    param_overrides: dict = field(default_factory=dict)
     command: str | None = None
 
 
@@ -105,13 +106,24 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     record.save()
 
     # 2. Configuration: profile defaults for this model and device, recorded as used.
-    params = spec.defaults(profile.name, choice.selected)
+    params = {**spec.defaults(profile.name, choice.selected), **opts.param_overrides}
     n_folds = opts.folds or profile.folds
-    estimator_params = {k: v for k, v in spec.build(params, choice.selected, opts.seed, choice.torch_threads)
-                        .get_params().items()}
+    estimator = spec.build(spec.defaults(profile.name, choice.selected), choice.selected, opts.seed, choice.torch_threads)
+    # These are roadrisk's to set: the device, seed and threads come from their own flags.
+    reserved = {"device", "random_state", "n_threads", "verbosity", "categorical_features"}
+    settable = set(estimator.get_params()) - reserved
+    for key in sorted(opts.param_overrides):
+        if key in reserved:
+            raise RoadriskError(f"error: --param {key}: set by roadrisk itself. Fix: use --device, --seed, or let "
+                                "the trainer choose threads from the CPUs it may use")
+        if key not in settable:
+            raise RoadriskError(f"error: --param {key}: not a parameter of {model_name}. Fix: use one of "
+                                f"{', '.join(sorted(settable))}")
+    estimator_params = spec.build(params, choice.selected, opts.seed, choice.torch_threads).get_params()
     record["config"] = {
         "profile": profile.name, "profile_sizes": profile.as_dict(), "model": model_name,
-        "model_description": spec.description, "params": params, "estimator_params": estimator_params,
+        "model_description": spec.description, "params": params, "param_overrides": opts.param_overrides,
+        "estimator_params": estimator_params,
         "folds": n_folds, "seed": opts.seed, "device": choice.selected, "threads": choice.torch_threads,
     }
     console.line(f"config: profile={profile.name} model={model_name} folds={n_folds} seed={opts.seed} "
