@@ -219,3 +219,21 @@ def test_failed_build_is_one_clear_line_and_records_nothing(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "building roadrisk:cpu failed" in output and "BASE_IMAGE" in output
     assert not list(runs.rglob("run.json"))
+
+
+@needs_engine
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose (v1) not installed")
+def test_compose_runs_the_mps_service_as_the_docs_say(cpu_run, tmp_path):
+    """`docker compose -f docker/docker-compose.yml --profile mps run ...` with the images make built."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    runs.chmod(0o777)
+    env = {**os.environ, "HOST_UID": str(os.getuid()), "HOST_GID": str(os.getgid()), "RUNS_DIR": str(runs)}
+    result = subprocess.run(["docker-compose", "-f", "docker/docker-compose.yml", "--profile", "mps", "run", "--rm",
+                             "roadrisk-mps", "train", "--profile", "smoke", "--model", "hgb", "--device", "mps",
+                             "--label", "compose-mps-test", "--runs-dir", "/work/runs"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "device_fell_back: True" in result.stdout and "in_container: True" in result.stdout
+    (record,) = _records(runs, "compose-mps-test")
+    assert record["status"] == "complete" and record["device"]["requested"] == "mps"
