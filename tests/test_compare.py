@@ -227,3 +227,34 @@ def test_cli_compare_exit_codes(tmp_path, three_runs):
     assert run_cli("compare", "--runs-dir", str(three_runs), "--out", str(tmp_path / "rep")).returncode == 0
     missing = run_cli("compare", "--runs-dir", str(tmp_path / "none"), "--out", str(tmp_path / "rep2"))
     assert missing.returncode == 2 and "Traceback" not in missing.stdout + missing.stderr
+
+
+def test_pool_turns_run_to_run_noise_into_an_honest_interval(tmp_path):
+    """Each run's folds agree closely, but whole runs drift: per-fold intervals call that a win,
+    pooling repeated runs (one sample per run) does not."""
+    runs = tmp_path / "runs"
+    for i, level in enumerate((1.0, 1.3, 0.8)):
+        _write(runs, "native", f"2026010{i}T000000Z-aaaaa{i}", _record("native", fit=(level, level * 1.01, level * 0.99)))
+    for i, level in enumerate((0.9, 1.25, 1.1)):
+        _write(runs, "docker", f"2026010{i}T000000Z-bbbbb{i}", _record("docker", fit=(level, level * 1.01, level * 0.99)))
+    code, _ = _compare(tmp_path)
+    single = {r["label"]: r for r in json.loads((tmp_path / "out" / "compare.json").read_text())["runs"]}
+    assert code == 0 and single["docker"]["speed_up"]["significant"] is True  # latest runs only: 0.8 vs 1.1
+    lines: list[str] = []
+    assert run_compare([], runs, None, tmp_path / "pooled", False, echo=lines.append, pool=True) == 0
+    pooled = {r["label"]: r for r in json.loads((tmp_path / "pooled" / "compare.json").read_text())["runs"]}
+    assert pooled["docker"]["timings"]["runs"] == 3 and pooled["docker"]["timings"]["sample_kind"] == "runs"
+    assert pooled["docker"]["speed_up"]["significant"] is False
+    assert "pooling 3 complete runs" in "\n".join(lines)
+    assert "| native | 20260102T000000Z-aaaaa2 | 3 |" in (tmp_path / "pooled" / "compare.md").read_text()
+
+
+def test_pool_leaves_out_runs_of_another_setup(tmp_path):
+    runs = tmp_path / "runs"
+    _write(runs, "native", "20260102T000000Z-a", _record("native"))
+    _write(runs, "native", "20260101T000000Z-b", _record("native", model="hgb"))
+    _write(runs, "docker", "20260102T000000Z-c", _record("docker"))
+    lines: list[str] = []
+    assert run_compare([], runs, None, tmp_path / "o", False, echo=lines.append, pool=True) == 0
+    rows = json.loads((tmp_path / "o" / "compare.json").read_text())["runs"]
+    assert [r["timings"]["runs"] for r in rows] == [1, 1]

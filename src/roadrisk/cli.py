@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--baseline", help="label to compare against (default native, when present)")
     compare.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default reports/)")
     compare.add_argument("--force", action="store_true", help="give speed-ups even for runs that are not comparable")
+    compare.add_argument("--pool", action="store_true",
+                         help="pool every complete run of a label with the same setup: speed-up intervals then "
+                              "include run-to-run noise (repeat each make run-* a few times first)")
 
     doctor = sub.add_parser("doctor", help="print the environment block and the device that auto would pick")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of key: value lines")
@@ -154,7 +157,7 @@ def _cmd_doctor(args) -> int:
 def _cmd_compare(args) -> int:
     from .compare.command import run_compare
 
-    return run_compare(args.run_dirs, args.runs_dir, args.baseline, args.out, args.force)
+    return run_compare(args.run_dirs, args.runs_dir, args.baseline, args.out, args.force, pool=args.pool)
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM (docker stop) ends a run like Ctrl-C does

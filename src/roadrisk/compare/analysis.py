@@ -52,15 +52,36 @@ def _spread(values: list[float]) -> dict:
             "values": [float(v) for v in values]}
 
 
+def _fold_times(record: dict) -> tuple[list[float], list[float]]:
+    folds = (record.get("timings") or {}).get("folds") or []
+    return [f["fit_s"] for f in folds if "fit_s" in f], [f["predict_s"] for f in folds if "predict_s" in f]
+
+
 def timings(run: Run) -> dict:
+    """Phase times of a run; with pooled repeats, folds of every repeat, and one speed sample per run."""
+    members = [run, *run.repeats]
     t = run.record.get("timings") or {}
-    folds = t.get("folds") or []
-    fits = [f["fit_s"] for f in folds if "fit_s" in f]
-    predicts = [f["predict_s"] for f in folds if "predict_s" in f]
+    fits, predicts, per_run = [], [], []
+    for member in members:
+        f, p = _fold_times(member.record)
+        fits += f
+        predicts += p
+        folds = [a + b for a, b in zip(f, p)]
+        if folds and min(folds) > 0:
+            per_run.append(float(np.exp(np.mean(np.log(folds)))))  # the run's geometric-mean fold time
+    pooled = len(members) > 1
+    totals = [(m.record.get("timings") or {}).get("total_s") for m in members]
+    totals = [x for x in totals if x]
     return {
         **{key: t.get(key) for key in ("setup_s", "generate_s", "load_s", "features_s")},
         "fit": _spread(fits), "predict": _spread(predicts),
-        "fold": _spread([f + p for f, p in zip(fits, predicts)]), "total_s": t.get("total_s"),
+        "fold": _spread([f + p for f, p in zip(fits, predicts)]),
+        "fit_per_run_s": sum(fits) / len(members), "predict_per_run_s": sum(predicts) / len(members),
+        "runs": len(members),
+        # One sample per run when runs are pooled (their spread is the run-to-run noise), else per fold.
+        "samples": per_run if pooled else [f + p for f, p in zip(fits, predicts)],
+        "sample_kind": "runs" if pooled else "folds",
+        "total_s": float(np.median(totals)) if totals else None,
     }
 
 
@@ -115,8 +136,9 @@ def compare(runs: list[Run], baseline: Run, force: bool = False) -> dict:
         if run.complete and run is not baseline:
             if metrics.get("oof_rmse") is not None and base_metrics.get("oof_rmse") is not None:
                 row["rmse_delta"] = metrics["oof_rmse"] - base_metrics["oof_rmse"]
-            if (not reasons or force) and t["fold"]["values"] and base_t["fold"]["values"]:
-                row["speed_up"] = speed_up(base_t["fold"]["values"], t["fold"]["values"]).as_dict()
+            if (not reasons or force) and t["samples"] and base_t["samples"]:
+                row["speed_up"] = {**speed_up(base_t["samples"], t["samples"]).as_dict(),
+                                   "samples": f"{t['sample_kind']} {len(base_t['samples'])} vs {len(t['samples'])}"}
                 if t["total_s"] and base_t["total_s"]:
                     row["total_ratio"] = base_t["total_s"] / t["total_s"]
             if not reasons:

@@ -29,8 +29,8 @@ def _baseline(runs: list[Run], wanted: str | None) -> tuple[Run | None, str | No
 
 
 def run_compare(run_dirs: list[Path], runs_dir: Path, baseline: str | None, out_dir: Path, force: bool,
-                echo=print) -> int:
-    selection = select_explicit(run_dirs) if run_dirs else select_latest(runs_dir)
+                echo=print, pool: bool = False) -> int:
+    selection = select_explicit(run_dirs) if run_dirs else select_latest(runs_dir, pool=pool)
     runs, messages = selection.runs, selection.messages
     complete = [r for r in runs if r.complete]
     for message in messages:

@@ -24,8 +24,8 @@ def render_png(result: dict) -> bytes:
         t = run["timings"]
         setup = t.get("setup_s") or 0
         load = (t.get("generate_s") or 0) + (t["load_s"] or 0) + (t["features_s"] or 0)
-        fit = sum(t["fit"]["values"])
-        predict = sum(t["predict"]["values"])
+        fit = t["fit_per_run_s"]
+        predict = t["predict_per_run_s"]
         other = max(0.0, t["total_s"] - setup - load - fit - predict)
         left = 0.0
         for (phase, colour), width in zip(PHASES, (setup, load, fit, predict, other)):

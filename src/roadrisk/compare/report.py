@@ -8,7 +8,8 @@ from .stats import SpeedUp
 
 HOW_SPEED_UP = (
     "Speed-up = how many times faster than the baseline per fold (fit + predict), from the geometric "
-    "means of the per-fold times; the 95% interval is Welch's t on the log-times of the two runs' folds. "
+    "means of the per-fold times; the 95% interval is Welch's t on the log-times of the two runs' folds "
+    "(with --pool: on each pooled run's geometric-mean fold time, which also captures run-to-run noise). "
     "An interval that contains 1.00 is inside the noise: marked *not significant*, never a win."
 )
 
@@ -29,11 +30,12 @@ def markdown(result: dict, messages: list[str]) -> str:
     out = ["# roadrisk compare", "",
            f"generated_at: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
            f"baseline: {result['baseline']}", f"runs: {len(runs)}", ""]
-    out += ["## Runs", "", "| run | run id | status | device | profile | model | folds | data | commit |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    out += ["## Runs", "", "| run | run id | runs pooled | status | device | profile | model | folds | data | commit |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         status = r["status"] + (" (baseline)" if r["baseline"] else "")
-        out.append(f"| {r['name']} | {r['run_id']} | {status} | {r['device']} | {r['profile']} | {r['model']} "
+        out.append(f"| {r['name']} | {r['run_id']} | {r['timings']['runs']} | {status} | {r['device']} | {r['profile']} "
+                   f"| {r['model']} "
                    f"| {r['folds']} | {r['source']} {r['fingerprint']} | {(r['commit'] or '–')[:10]} |")
     for r in runs:
         if r["status"] != "complete":
@@ -66,7 +68,7 @@ def markdown(result: dict, messages: list[str]) -> str:
         if r["baseline"]:
             speed = "baseline"
         elif r["speed_up"]:
-            s = SpeedUp(**r["speed_up"])
+            s = SpeedUp(**{k: v for k, v in r["speed_up"].items() if k != "samples"})
             speed = s.text().replace("not significant", "*not significant*")
             if r["total_ratio"]:
                 speed += f"; total {r['total_ratio']:.2f}x"

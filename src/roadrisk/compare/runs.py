@@ -13,6 +13,7 @@ from ..records import RUN_FILE, SCHEMA_VERSION
 class Run:
     path: Path
     record: dict
+    repeats: list = field(default_factory=list)  # older complete runs of the same label and setup (--pool)
 
     @property
     def label(self) -> str:
@@ -81,9 +82,21 @@ def select_explicit(run_dirs: list[Path]) -> Selection:
     return selection
 
 
-def select_latest(runs_dir: Path) -> Selection:
+SAME_SETUP = (("data", "fingerprint"), ("config", "profile"), ("config", "model"), ("config", "folds"),
+              ("config", "seed"), ("device", "selected"))
+
+
+def _setup(run: Run) -> tuple:
+    out = []
+    for section, key in SAME_SETUP:
+        out.append((run.record.get(section) or {}).get(key))
+    return tuple(out)
+
+
+def select_latest(runs_dir: Path, pool: bool = False) -> Selection:
     """The latest complete run of each label; newer unfinished ones are said, and shown as such
-    when a label has no complete run at all."""
+    when a label has no complete run at all. With ``pool``, older complete runs of the same label
+    and setup ride along as repeats, so speed-ups can see run-to-run noise."""
     selection = Selection()
     if not runs_dir.is_dir():
         selection.messages.append(f"error: {runs_dir}: no such folder. Fix: make run-native (and make run-docker, "
@@ -99,15 +112,22 @@ def select_latest(runs_dir: Path) -> Selection:
             if problem:
                 selection.messages.append(problem.replace("error:", "skipped:", 1))
                 continue
-            if run.complete:
+            if run.complete and chosen is None:
                 chosen = run
-                break
-            newer_unfinished.append(run)
+                if not pool:
+                    break
+            elif run.complete and _setup(run) == _setup(chosen):
+                chosen.repeats.append(run)
+            elif chosen is None:
+                newer_unfinished.append(run)
         for run in newer_unfinished:
             selection.messages.append(f"note: {run.path}: status {run.status}"
                                       + (f"; using the older complete run {chosen.path.name}" if chosen else ""))
         if chosen:
             selection.runs.append(chosen)
+            if chosen.repeats:
+                selection.messages.append(f"note: {label_dir.name}: pooling {len(chosen.repeats) + 1} complete runs "
+                                          "of the same setup")
         elif newer_unfinished:
             selection.runs.append(newer_unfinished[0])  # shown as failed/interrupted, never a baseline
     if not selection.runs and not any(m.startswith("skipped:") for m in selection.messages):
