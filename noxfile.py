@@ -96,6 +96,11 @@ def host_venv(session: nox.Session) -> Path:
     return bin_dir
 
 
+def _runs_dir() -> Path:
+    """Where runs land and compare looks: RUNS_DIR, else runs/ in the repository."""
+    return Path(os.environ.get("RUNS_DIR") or ROOT / "runs").resolve()
+
+
 def _train_args(session: nox.Session) -> list[str]:
     args = ["--profile", os.environ.get("PROFILE") or "quick"]
     if os.environ.get("MODEL"):
@@ -111,8 +116,7 @@ def _train_args(session: nox.Session) -> list[str]:
 def run_native(session: nox.Session) -> None:
     """Train in the host venv (CUDA, then MPS, then CPU): runs/native/."""
     bin_dir = host_venv(session)
-    runs_dir = os.environ.get("RUNS_DIR") or str(ROOT / "runs")
-    session.run(str(bin_dir / "roadrisk"), "train", "--label", "native", "--runs-dir", runs_dir,
+    session.run(str(bin_dir / "roadrisk"), "train", "--label", "native", "--runs-dir", str(_runs_dir()),
                 *_train_args(session), external=True)
 
 
@@ -120,8 +124,7 @@ def run_native(session: nox.Session) -> None:
 def compare(session: nox.Session) -> None:
     """Compare the latest complete run of each label in runs/: reports/compare.{md,json,png}."""
     bin_dir = host_venv(session)
-    runs_dir = os.environ.get("RUNS_DIR") or str(ROOT / "runs")
-    session.run(str(bin_dir / "roadrisk"), "compare", "--runs-dir", runs_dir,
+    session.run(str(bin_dir / "roadrisk"), "compare", "--runs-dir", str(_runs_dir()),
                 *shlex.split(os.environ.get("ARGS", "")), *session.posargs, external=True)
 
 
@@ -265,7 +268,7 @@ def run_in_container(session: nox.Session, variant: str) -> None:
     _check_engine(session, variant)
     tag = build_image(session, variant)
     _, _, label, default_device, extras = VARIANTS[variant]
-    runs_dir = Path(os.environ.get("RUNS_DIR") or ROOT / "runs").resolve()
+    runs_dir = _runs_dir()
     cache_dir = Path(os.environ.get("ROADRISK_CACHE_DIR") or Path.home() / ".cache" / "roadrisk").resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -13,12 +13,12 @@ nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,11 +39,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- the bare baseline, written plainly
 
+@contextlib.contextmanager
+def _silenced():
+    """Both sides of every comparison run with their output discarded, so printing costs neither."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
 def bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int) -> float:
     """What a notebook would do: read the CSVs, build the same features, KFold, fit, predict."""
-    import contextlib
-
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+    with _silenced():
         return _bare_run(data_dir, model, params, folds, seed, threads)
 
 
@@ -72,17 +77,19 @@ def _bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, t
     return time.perf_counter() - start
 
 
-def trainer_run(data_dir: Path, model: str, folds: int, seed: int, runs_dir: Path, jobs: int = 1) -> float:
-    start = time.perf_counter()
-    with open(os.devnull, "w") as sink:
-        saved, sys.stdout = sys.stdout, sink
-        try:
-            outcome = train(TrainOptions(data_dir=data_dir, profile="quick", model=model, device="cpu", folds=folds,
-                                         seed=seed, label=f"bench-{model}", runs_dir=runs_dir, jobs=jobs))
-        finally:
-            sys.stdout = saved
+def quiet_train(**options):
+    """``roadrisk train`` in this process, silenced; a failed run stops the benchmark."""
+    with _silenced():
+        outcome = train(TrainOptions(profile="quick", device="cpu", **options))
     if outcome.exit_code != 0:
         raise SystemExit(f"bench: trainer run failed: {outcome.run_dir}")
+    return outcome
+
+
+def trainer_run(data_dir: Path, model: str, folds: int, seed: int, runs_dir: Path, jobs: int = 1) -> float:
+    start = time.perf_counter()
+    quiet_train(data_dir=data_dir, model=model, folds=folds, seed=seed, label=f"bench-{model}", runs_dir=runs_dir,
+                jobs=jobs)
     return time.perf_counter() - start
 
 
@@ -208,13 +215,8 @@ def scaling(tmp: Path, log, sizes_hgb=(40_000, 100_000, 250_000, 517_754), sizes
     for model, sizes in (("hgb", sizes_hgb), ("realmlp", sizes_mlp)):
         for n in sizes:
             data_dir, _ = data_module.embedded_dir(n, n // 3, 20_000, 42)
-            with open(os.devnull, "w") as sink:
-                saved, sys.stdout = sys.stdout, sink
-                try:
-                    outcome = train(TrainOptions(data_dir=data_dir, profile="quick", model=model, device="cpu",
-                                                 folds=2, label=f"scale-{model}", runs_dir=tmp / "scale"))
-                finally:
-                    sys.stdout = saved
+            outcome = quiet_train(data_dir=data_dir, model=model, folds=2, label=f"scale-{model}",
+                                  runs_dir=tmp / "scale")
             record = json.loads((outcome.run_dir / "run.json").read_text())
             t = record["timings"]
             phases = {"setup": t["setup_s"], "load": t["load_s"], "features": t["features_s"],

@@ -109,15 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args) -> int:
+    from .data import require_data_dir
     from .trainer import TrainOptions, train
 
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        raise RoadriskError(f"error: --data-dir {args.data_dir}: no such directory. Fix: pass the folder that "
-                            "holds train.csv and test.csv, or make one with `roadrisk data --out DIR`")
+    if args.data_dir is not None:
+        require_data_dir(args.data_dir)  # before a run folder exists: a typo leaves nothing behind
     opts = TrainOptions(
         data_dir=args.data_dir, profile=args.profile, model=args.model, device=args.device,
         strict_device=args.strict_device, folds=args.folds, seed=args.seed, label=args.label,
-        runs_dir=args.runs_dir, jobs=args.jobs, param_overrides=dict(args.param), command=shlex.join(["roadrisk", *sys.argv[1:]]),
+        runs_dir=args.runs_dir, jobs=args.jobs, param_overrides=dict(args.param),
+        command=shlex.join(["roadrisk", *sys.argv[1:]]),
     )
     return train(opts).exit_code
 

@@ -7,6 +7,7 @@ problem naming the file, the column, how many rows and an example, plus the fix.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -81,15 +82,23 @@ def embedded_dir(train_rows: int, test_rows: int, original_rows: int, seed: int)
 
 # ---------------------------------------------------------------- loading and validation
 
-def load(data_dir: Path, source: str = "directory") -> Dataset:
+def require_data_dir(data_dir: Path) -> Path:
+    """The one check (and message) for a --data-dir that is not there; the CLI calls it before a run starts."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError([f"error: --data-dir {data_dir}: no such directory. Fix: pass the folder holding "
                          f"{schema.TRAIN_FILE} and {schema.TEST_FILE}, or make one with `roadrisk data --out DIR`"])
+    return data_dir
+
+
+def load(data_dir: Path, source: str = "directory") -> Dataset:
+    data_dir = require_data_dir(data_dir)
     problems: list[str] = []
-    train = _read(data_dir, schema.TRAIN_FILE, schema.TRAIN_COLUMNS, required=True, problems=problems)
-    test = _read(data_dir, schema.TEST_FILE, schema.TEST_COLUMNS, required=True, problems=problems)
-    original = _read(data_dir, schema.ORIGINAL_FILE, schema.ORIGINAL_COLUMNS, required=False, problems=problems)
+    files: dict = {}
+    train = _read(data_dir, schema.TRAIN_FILE, schema.TRAIN_COLUMNS, required=True, problems=problems, files=files)
+    test = _read(data_dir, schema.TEST_FILE, schema.TEST_COLUMNS, required=True, problems=problems, files=files)
+    original = _read(data_dir, schema.ORIGINAL_FILE, schema.ORIGINAL_COLUMNS, required=False, problems=problems,
+                     files=files)
     if problems:
         raise DataError(problems)
     assert train is not None and test is not None
@@ -103,22 +112,12 @@ def load(data_dir: Path, source: str = "directory") -> Dataset:
                               "test ids must differ from train ids (Kaggle's continue after train's)"))
     if problems:
         raise DataError(problems)
-    files = {name: _file_facts(data_dir / name) for name in (schema.TRAIN_FILE, schema.TEST_FILE, schema.ORIGINAL_FILE)
-             if (data_dir / name).is_file()}
     fingerprint = hashlib.sha256("".join(f"{n}:{f['sha256']};" for n, f in sorted(files.items())).encode()).hexdigest()
     return Dataset(
         train=train, test=test, original=original, source=source, path=data_dir.resolve(),
         generated=read_marker(data_dir), fingerprint=fingerprint[:16], files=files,
         notes=_unseen_in_train(train, test),
     )
-
-
-def _file_facts(path: Path) -> dict:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _plain(value):
@@ -132,15 +131,19 @@ def _line(file: str, column: str, count: int, example, what: str, fix: str, at: 
     return f"error: {file}: column '{column}': {count} row(s) {what} (e.g. {example!r}{where}). Fix: {fix}"
 
 
-def _read(data_dir: Path, name: str, columns: tuple, required: bool, problems: list[str]) -> pd.DataFrame | None:
+def _read(data_dir: Path, name: str, columns: tuple, required: bool, problems: list[str],
+          files: dict) -> pd.DataFrame | None:
+    """Parse one file; its size and sha256 (for the fingerprint) come from the same single read."""
     path = data_dir / name
     if not path.is_file():
         if required:
             problems.append(f"error: {path}: file not found. Fix: put the Kaggle {name} in --data-dir "
                             "or make a dataset with `roadrisk data --out DIR`")
         return None
+    raw = path.read_bytes()
+    files[name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
     try:
-        frame = pd.read_csv(path, engine="c", low_memory=False)
+        frame = pd.read_csv(io.BytesIO(raw), engine="c", low_memory=False)
     except pd.errors.EmptyDataError:
         problems.append(f"error: {path}: the file is empty. Fix: supply {name} with a header line and rows")
         return None

@@ -38,9 +38,13 @@ class FoldResult:
     rmse: float
     timings: dict = field(default_factory=dict)  # fit, predict (seconds)
 
-    def summary(self) -> dict:
-        return {"fold": self.index, "rows_val": int(len(self.val_idx)),
-                "rmse": self.rmse, **{f"{k}_s": round(v, 4) for k, v in self.timings.items()}}
+    def timing_entry(self) -> dict:
+        """This fold's line in run.json ``timings.folds``."""
+        return {"fold": self.index, **{f"{k}_s": round(v, 4) for k, v in self.timings.items()}}
+
+    def metric_entry(self) -> dict:
+        """This fold's line in run.json ``metrics.folds``."""
+        return {"fold": self.index, "rows_val": int(len(self.val_idx)), "rmse": round(self.rmse, 6)}
 
 
 def plan(n_rows: int, folds: int, seed: int, model: str, params: dict, device: str, threads: int) -> list[FoldSpec]:

@@ -106,12 +106,14 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     record.save()
 
     # 2. Configuration: profile defaults for this model and device, recorded as used.
-    params = {**spec.defaults(profile.name, choice.selected), **opts.param_overrides}
+    defaults = spec.defaults(profile.name, choice.selected)
+    params = {**defaults, **opts.param_overrides}
     n_folds = opts.folds or profile.folds
-    estimator = spec.build(spec.defaults(profile.name, choice.selected), choice.selected, opts.seed, choice.torch_threads)
-    # These are roadrisk's to set: the device, seed and threads come from their own flags.
+    # These are roadrisk's to set: the device, seed and threads come from their own flags. Checked
+    # before building, so an unknown key is a clear message rather than a constructor's TypeError.
     reserved = {"device", "random_state", "n_threads", "verbosity", "categorical_features"}
-    settable = set(estimator.get_params()) - reserved
+    estimator_params = spec.build(defaults, choice.selected, opts.seed, choice.torch_threads).get_params()
+    settable = set(estimator_params) - reserved
     for key in sorted(opts.param_overrides):
         if key in reserved:
             raise RoadriskError(f"error: --param {key}: set by roadrisk itself. Fix: use --device, --seed, or let "
@@ -119,7 +121,7 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
         if key not in settable:
             raise RoadriskError(f"error: --param {key}: not a parameter of {model_name}. Fix: use one of "
                                 f"{', '.join(sorted(settable))}")
-    estimator_params = spec.build(params, choice.selected, opts.seed, choice.torch_threads).get_params()
+    estimator_params.update(opts.param_overrides)  # what building with ``params`` would report
     record["config"] = {
         "profile": profile.name, "profile_sizes": profile.as_dict(), "model": model_name,
         "model_description": spec.description, "params": params, "param_overrides": opts.param_overrides,
@@ -174,9 +176,8 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     try:
         for result in folds_in_order:
             results.append(result)
-            timings["folds"].append({"fold": result.index, **{f"{k}_s": round(v, 4) for k, v in result.timings.items()}})
-            record["metrics"]["folds"].append({"fold": result.index, "rows_val": len(result.val_idx),
-                                               "rmse": round(result.rmse, 6)})
+            timings["folds"].append(result.timing_entry())
+            record["metrics"]["folds"].append(result.metric_entry())
             record.save()
     finally:
         folds_in_order.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +10,11 @@ import pandas as pd
 from .. import doctor
 from ..device import DeviceChoice
 from ..records import OOF_FILE, SUBMISSION_FILE
-from .runs import Run
+from .runs import COMPARABLE_FIELDS, Run, record_field
 from .stats import speed_up
 
 # Long sentences: shown under the diff table rather than in a cell of it.
 SENTENCE_KEYS = ("cuda_status", "mps_status", "device_reason", "container_evidence", "platform")
-COMPARABLE_FIELDS = (("data fingerprint", ("data", "fingerprint")), ("profile", ("config", "profile")),
-                     ("model", ("config", "model")), ("folds", ("config", "folds")), ("seed", ("config", "seed")))
-
-
-def _get(record: dict, path: tuple[str, ...]):
-    value = record
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 
 def device_block(run: Run) -> dict:
@@ -72,14 +62,14 @@ def timings(run: Run) -> dict:
     pooled = len(members) > 1
     totals = [(m.record.get("timings") or {}).get("total_s") for m in members]
     totals = [x for x in totals if x]
+    fold_times = [f + p for f, p in zip(fits, predicts)]
     return {
         **{key: t.get(key) for key in ("setup_s", "generate_s", "load_s", "features_s")},
-        "fit": _spread(fits), "predict": _spread(predicts),
-        "fold": _spread([f + p for f, p in zip(fits, predicts)]),
+        "fit": _spread(fits), "predict": _spread(predicts), "fold": _spread(fold_times),
         "fit_per_run_s": sum(fits) / len(members), "predict_per_run_s": sum(predicts) / len(members),
         "runs": len(members),
         # One sample per run when runs are pooled (their spread is the run-to-run noise), else per fold.
-        "samples": per_run if pooled else [f + p for f, p in zip(fits, predicts)],
+        "samples": per_run if pooled else fold_times,
         "sample_kind": "runs" if pooled else "folds",
         "total_s": float(np.median(totals)) if totals else None,
     }
@@ -89,7 +79,7 @@ def comparability(run: Run, baseline: Run) -> list[str]:
     """Why ``run`` cannot be set against ``baseline`` (empty when it can)."""
     reasons = []
     for name, path in COMPARABLE_FIELDS:
-        mine, theirs = _get(run.record, path), _get(baseline.record, path)
+        mine, theirs = record_field(run.record, path), record_field(baseline.record, path)
         if mine != theirs:
             reasons.append(f"{name} differs ({mine} vs {theirs})")
     return reasons
@@ -124,10 +114,10 @@ def compare(runs: list[Run], baseline: Run, force: bool = False) -> dict:
         row = {
             "name": run.name, "label": run.label, "run_id": run.path.name, "path": str(run.path),
             "status": run.status, "error": run.record.get("error"), "baseline": run is baseline,
-            "device": (run.record.get("device") or {}).get("selected"),
-            "profile": _get(run.record, ("config", "profile")), "model": _get(run.record, ("config", "model")),
-            "folds": _get(run.record, ("config", "folds")), "fingerprint": _get(run.record, ("data", "fingerprint")),
-            "source": _get(run.record, ("data", "source")), "commit": run.record.get("git_commit"),
+            **{key: record_field(run.record, path) for key, path in (
+                ("device", ("device", "selected")), ("profile", ("config", "profile")), ("model", ("config", "model")),
+                ("folds", ("config", "folds")), ("fingerprint", ("data", "fingerprint")), ("source", ("data", "source")))},
+            "commit": run.record.get("git_commit"),
             "timings": t, "comparable": not reasons, "not_comparable_because": reasons,
             "oof_rmse": metrics.get("oof_rmse"), "floor_rmse": metrics.get("floor_rmse"),
             "gap_to_floor_pct": metrics.get("gap_to_floor_pct"),
@@ -145,7 +135,3 @@ def compare(runs: list[Run], baseline: Run, force: bool = False) -> dict:
                 row["disagreement"] = disagreement(run, baseline)
         rows.append(row)
     return {"baseline": baseline.name, "force": force, "runs": rows, "device_diff": device_diff(runs)}
-
-
-def finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -82,15 +82,23 @@ def select_explicit(run_dirs: list[Path]) -> Selection:
     return selection
 
 
-SAME_SETUP = (("data", "fingerprint"), ("config", "profile"), ("config", "model"), ("config", "folds"),
-              ("config", "seed"), ("device", "selected"))
+# What makes two runs answer the same question: speed-ups and row-level comparisons need these equal.
+COMPARABLE_FIELDS = (("data fingerprint", ("data", "fingerprint")), ("profile", ("config", "profile")),
+                     ("model", ("config", "model")), ("folds", ("config", "folds")), ("seed", ("config", "seed")))
+
+
+def record_field(record: dict, path: tuple[str, ...]):
+    """A nested value of a run record, None where any level is missing."""
+    value = record
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _setup(run: Run) -> tuple:
-    out = []
-    for section, key in SAME_SETUP:
-        out.append((run.record.get(section) or {}).get(key))
-    return tuple(out)
+    """Comparable fields plus the device: runs that may be pooled as repeats of one another."""
+    paths = [path for _, path in COMPARABLE_FIELDS] + [("device", "selected")]
+    return tuple(record_field(run.record, path) for path in paths)
 
 
 def select_latest(runs_dir: Path, pool: bool = False) -> Selection:
