@@ -149,3 +149,19 @@ def test_bad_param_overrides_exit_2_and_run_nothing(tmp_path, key, words):
     record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
     assert outcome.exit_code == 2 and record["status"] == "failed" and words in record["error"]
     assert not record["timings"]["folds"]
+
+
+def test_predictions_writer_matches_pandas_to_csv_byte_for_byte(tmp_path):
+    """The fast writer must not change a byte of oof.csv / submission.csv (compare diffs them)."""
+    import numpy as np
+    import pandas as pd
+
+    from roadrisk import atomic
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.random(5000), [0.0, 1.0, 1e-5, 1e-17, 0.1, np.nan, 0.30000000000000004, 1e16]])
+    ids = np.arange(len(values), dtype=np.int64) + 517_754
+    atomic.write_predictions_atomic(tmp_path / "fast.csv", "id", ids, "accident_risk", values)
+    pd.DataFrame({"id": ids, "accident_risk": values}).to_csv(tmp_path / "pandas.csv", index=False)
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+    assert pd.read_csv(tmp_path / "fast.csv")["accident_risk"].equals(pd.Series(values, name="accident_risk"))

@@ -11,7 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], None], durable: bool = True) -> None:
+    """Write to a temporary file beside ``path`` and rename it over ``path``.
+
+    ``durable`` also flushes the bytes to the disk before the rename, so a power cut cannot leave an
+    empty file behind. Without it the write is still atomic for any crash of the process (the page
+    cache survives that); the run record's intermediate saves use that, its final save does not.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -19,8 +25,9 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         # mkstemp makes 0600 files; a kept output should have the usual permissions.
         umask = os.umask(0)
         os.umask(umask)
@@ -31,17 +38,26 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def atomic_write_json(path: Path, payload: dict) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+def atomic_write_json(path: Path, payload: dict, durable: bool = True) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", durable)
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_predictions_atomic(path: Path, id_name: str, ids, value_name: str, values) -> None:
+    """A two-column predictions CSV (``oof.csv``, ``submission.csv``), byte-identical to what
+    ``DataFrame.to_csv(index=False)`` writes (shortest round-trip floats, NaN as an empty field)
+    in half the time: on a 2-second run pandas' writer was a measurable share of the trainer's overhead.
+    """
+    rows = [f"{i},{v!r}" if v == v else f"{i}," for i, v in zip(ids.tolist(), values.tolist())]
+    atomic_write_text(path, f"{id_name},{value_name}\n" + "".join(row + "\n" for row in rows))

@@ -105,10 +105,10 @@ def load(data_dir: Path, source: str = "directory") -> Dataset:
     if train.empty or test.empty:
         raise DataError([f"error: {data_dir / (schema.TRAIN_FILE if train.empty else schema.TEST_FILE)}: "
                          "no data rows. Fix: supply a file with a header and at least one row"])
-    train_ids = set(train[schema.ID].tolist())
-    overlap = [i for i in test[schema.ID].tolist() if i in train_ids]
-    if overlap:
-        problems.append(_line(schema.TEST_FILE, schema.ID, len(overlap), overlap[0], "ids that also appear in train.csv",
+    overlap = test[schema.ID][test[schema.ID].isin(train[schema.ID])]
+    if len(overlap):
+        problems.append(_line(schema.TEST_FILE, schema.ID, len(overlap), overlap.iloc[0],
+                              "ids that also appear in train.csv",
                               "test ids must differ from train ids (Kaggle's continue after train's)"))
     if problems:
         raise DataError(problems)
@@ -197,7 +197,7 @@ def _check_column(frame: pd.DataFrame, column: str, file: str, problems: list[st
         return
     spec = next(c for c in schema.FEATURE_COLUMNS if c.name == column)
     if spec.kind == "category":
-        bad = ~values.astype(str).isin(spec.values).to_numpy()
+        bad = ~values.isin(spec.values).to_numpy()  # a number or any other non-text value is simply not listed
         if bad.any():
             problems.append(_line(file, column, int(bad.sum()), values[bad].iloc[0], "outside the known values",
                                   f"allowed values are {', '.join(spec.values)}", at=int(lines[bad][0])))
@@ -265,8 +265,10 @@ def _unseen_in_train(train: pd.DataFrame, test: pd.DataFrame) -> list[str]:
     for spec in schema.FEATURE_COLUMNS:
         if spec.name == "curvature":
             continue
-        seen = set(train[spec.name].unique().tolist())
-        unseen = test.loc[~test[spec.name].isin(seen), spec.name]
+        # Compare the distinct values first: rows are only counted when some value is new.
+        if set(test[spec.name].unique().tolist()) <= set(train[spec.name].unique().tolist()):
+            continue
+        unseen = test.loc[~test[spec.name].isin(train[spec.name].unique()), spec.name]
         if len(unseen):
             notes.append(f"note: test.csv: column '{spec.name}': {len(unseen)} row(s) hold values never seen in "
                          f"train.csv (e.g. {_plain(unseen.iloc[0])!r}); the model extrapolates there")

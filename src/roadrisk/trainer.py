@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import data as data_module
 from . import doctor, environment, features, records, schema
-from .atomic import write_csv_atomic
+from .atomic import write_predictions_atomic
 from .console import Console, FoldProgress
 from .device import DeviceChoice, apply_threads, choose
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DataError, DeviceUnavailable, RoadriskError
@@ -189,10 +188,10 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     for result in results:
         oof[result.val_idx] = result.val_pred
     test_pred = np.clip(np.mean([r.test_pred for r in results], axis=0), 0.0, 1.0)
-    write_csv_atomic(pd.DataFrame({schema.ID: dataset.train[schema.ID], schema.TARGET: oof}),
-                     run_dir / records.OOF_FILE)
-    write_csv_atomic(pd.DataFrame({schema.ID: dataset.test[schema.ID], schema.TARGET: test_pred}),
-                     run_dir / records.SUBMISSION_FILE)
+    write_predictions_atomic(run_dir / records.OOF_FILE, schema.ID, dataset.train[schema.ID].to_numpy(),
+                             schema.TARGET, oof)
+    write_predictions_atomic(run_dir / records.SUBMISSION_FILE, schema.ID, dataset.test[schema.ID].to_numpy(),
+                             schema.TARGET, test_pred)
     metrics = record["metrics"]
     metrics["oof_rmse"] = round(rmse(target, oof), 6)
     fold_rmses = [r.rmse for r in results]
