@@ -33,7 +33,7 @@ def _base(frame: pd.DataFrame) -> pd.DataFrame:
     for spec in schema.FEATURE_COLUMNS:
         column = frame[spec.name]
         if spec.kind == "category":
-            out[spec.name] = pd.Categorical(column.astype(str), categories=list(spec.values))
+            out[spec.name] = column.astype(schema.category_dtype(spec))
         elif spec.kind == "bool":
             out[spec.name] = column.astype(bool).astype(np.float32)
         else:

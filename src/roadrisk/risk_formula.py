@@ -19,8 +19,8 @@ def mean_risk(frame: pd.DataFrame) -> np.ndarray:
     """``mu`` of FIELD-NOTES §1, from the raw columns (works on generated and real files)."""
     return (
         0.3 * frame["curvature"].to_numpy(dtype=float)
-        + 0.2 * (frame["lighting"].astype(str).to_numpy() == "night")
-        + 0.1 * (frame["weather"].astype(str).to_numpy() != "clear")
+        + 0.2 * (frame["lighting"] == "night").to_numpy()
+        + 0.1 * (frame["weather"] != "clear").to_numpy()
         + 0.2 * (frame["speed_limit"].to_numpy(dtype=float) >= 60)
         + 0.1 * (frame["num_reported_accidents"].to_numpy(dtype=float) > 2)
     )

@@ -7,6 +7,9 @@ generator cannot drift from what the loader accepts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+
+import pandas as pd
 
 ID = "id"
 TARGET = "accident_risk"
@@ -51,3 +54,10 @@ BOOL_NAMES: tuple[str, ...] = tuple(c.name for c in FEATURE_COLUMNS if c.kind ==
 TRAIN_COLUMNS = (ID, *FEATURE_NAMES, TARGET)
 TEST_COLUMNS = (ID, *FEATURE_NAMES)
 ORIGINAL_COLUMNS = (*FEATURE_NAMES, TARGET)
+
+
+@cache
+def category_dtype(column: Column) -> pd.CategoricalDtype:
+    """The one categorical type of a text column: its allowed values, in schema order, so the codes
+    a model sees are the same whatever order the values first appear in a file."""
+    return pd.CategoricalDtype(list(column.values))
