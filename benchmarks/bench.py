@@ -46,21 +46,24 @@ def _silenced():
         yield
 
 
-def bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int) -> float:
-    """What a notebook would do: read the CSVs, build the same features, KFold, fit, predict."""
+def bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int, out_dir: Path) -> float:
+    """What a notebook would do: read the CSVs, build the same features, KFold, fit, predict, and save
+    the out-of-fold and test predictions with ``to_csv``, the two files a run of ours also keeps."""
     with _silenced():
-        return _bare_run(data_dir, model, params, folds, seed, threads)
+        return _bare_run(data_dir, model, params, folds, seed, threads, out_dir)
 
 
-def _bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int) -> float:
+def _bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int, out_dir: Path) -> float:
     from sklearn.model_selection import KFold
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     train_df = pd.read_csv(data_dir / schema.TRAIN_FILE)
     test_df = pd.read_csv(data_dir / schema.TEST_FILE)
     original = pd.read_csv(data_dir / schema.ORIGINAL_FILE)
     fs = features.build(train_df, test_df, original)
     y = train_df[schema.TARGET].to_numpy()
+    oof, test_pred = np.zeros(len(y)), np.zeros(len(fs.test))
     for tr, va in KFold(n_splits=folds, shuffle=True, random_state=seed).split(fs.train):
         if model == "hgb":
             from sklearn.ensemble import HistGradientBoostingRegressor
@@ -72,8 +75,11 @@ def _bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, t
 
             m = RealMLP_TD_Regressor(device="cpu", random_state=seed, n_threads=threads, verbosity=0, **params)
             m.fit(fs.train.iloc[tr], y[tr], X_val=fs.train.iloc[va], y_val=y[va])
-        m.predict(fs.train.iloc[va])
-        m.predict(fs.test)
+        oof[va] = m.predict(fs.train.iloc[va])
+        test_pred += m.predict(fs.test) / folds
+    pd.DataFrame({schema.ID: train_df[schema.ID], schema.TARGET: oof}).to_csv(out_dir / "oof.csv", index=False)
+    pd.DataFrame({schema.ID: test_df[schema.ID], schema.TARGET: test_pred}).to_csv(out_dir / "submission.csv",
+                                                                                   index=False)
     return time.perf_counter() - start
 
 
@@ -102,9 +108,9 @@ def overhead(model: str, repeats: int, tmp: Path, log) -> dict:
     for i in range(repeats):  # alternate, and swap who goes first, so drift hits both sides alike
         if i % 2:
             ours.append(trainer_run(data_dir, model, profile.folds, 42, tmp / "runs"))
-            bare.append(bare_run(data_dir, model, params, profile.folds, 42, threads))
+            bare.append(bare_run(data_dir, model, params, profile.folds, 42, threads, tmp / "bare"))
         else:
-            bare.append(bare_run(data_dir, model, params, profile.folds, 42, threads))
+            bare.append(bare_run(data_dir, model, params, profile.folds, 42, threads, tmp / "bare"))
             ours.append(trainer_run(data_dir, model, profile.folds, 42, tmp / "runs"))
         log(f"overhead {model} repeat {i + 1}/{repeats}: bare {bare[-1]:.2f}s, roadrisk {ours[-1]:.2f}s")
     ratio = statistics.median(ours) / statistics.median(bare)

@@ -166,3 +166,18 @@ def test_usable_cpus_is_capped_by_the_quota(tmp_path, monkeypatch):
     monkeypatch.setattr(environment.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
     count, how = environment.usable_cpus(_fake_root(tmp_path, {"sys/fs/cgroup/cpu.max": "150000 100000"}))
     assert count == 2 and "cgroup quota 1.5" in how
+
+
+def test_matmul_precision_is_tf32_on_cuda_only():
+    assert device.matmul_precision_for("cuda") == "high"
+    assert device.matmul_precision_for("mps") == device.matmul_precision_for("cpu") == "highest"
+
+
+def test_matmul_precision_is_set_for_the_fit_and_restored():
+    before = torch.get_float32_matmul_precision()
+    with device.float32_matmul_precision("medium"):
+        assert torch.get_float32_matmul_precision() == "medium"
+    assert torch.get_float32_matmul_precision() == before
+    with pytest.raises(RuntimeError), device.float32_matmul_precision("high"):
+        raise RuntimeError("a failed fit")
+    assert torch.get_float32_matmul_precision() == before

@@ -165,3 +165,50 @@ def test_predictions_writer_matches_pandas_to_csv_byte_for_byte(tmp_path):
     pd.DataFrame({"id": ids, "accident_risk": values}).to_csv(tmp_path / "pandas.csv", index=False)
     assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
     assert pd.read_csv(tmp_path / "fast.csv")["accident_risk"].equals(pd.Series(values, name="accident_risk"))
+
+
+def test_fit_runs_under_the_recorded_matmul_precision(tmp_path, monkeypatch):
+    """What run.json says about TF32 is what torch had set while the model trained."""
+    import torch
+
+    from roadrisk import models
+
+    seen = []
+    real_fit_predict = models.fit_predict
+
+    def spying_fit_predict(*args, **kwargs):
+        seen.append(torch.get_float32_matmul_precision())
+        return real_fit_predict(*args, **kwargs)
+
+    monkeypatch.setattr(folds_module, "fit_predict", spying_fit_predict)
+    small = {"n_epochs": 1}
+    default = train(_options(tmp_path, model="realmlp", device="cpu", param_overrides=small))
+    forced = train(_options(tmp_path, model="realmlp", device="cpu", param_overrides=small, matmul_precision="high"))
+    configs = [json.loads((o.run_dir / records.RUN_FILE).read_text())["config"] for o in (default, forced)]
+    assert [c["matmul_precision"] for c in configs] == ["highest", "high"]
+    assert seen == ["highest"] * 2 + ["high"] * 2  # two folds each
+    assert torch.get_float32_matmul_precision() == "highest"  # put back after the run
+
+
+def test_mocked_mps_fit_gets_float32_targets(monkeypatch):
+    """MPS has no float64 (no Apple GPU here: the estimator is a stand-in that records dtypes)."""
+    import numpy as np
+
+    from roadrisk import models
+
+    seen = {}
+
+    class Recorder:
+        def fit(self, x, y, X_val=None, y_val=None):
+            seen.update(y=y.dtype, y_val=y_val.dtype)
+
+        def predict(self, x):
+            return np.zeros(len(x))
+
+    spec = models.ModelSpec("stand-in", "", True, lambda p, d: {}, lambda *a: Recorder(), True)
+    timer = lambda phase: __import__("contextlib").nullcontext()  # noqa: E731
+    y = np.linspace(0, 1, 4)
+    for device_name, expected in (("mps", np.float32), ("cpu", np.float64)):
+        models.fit_predict(spec, {}, device_name, 0, 1, np.zeros((4, 2)), y, np.zeros((4, 2)), y, np.zeros((2, 2)),
+                           timer)
+        assert seen == {"y": expected, "y_val": expected}

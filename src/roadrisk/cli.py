@@ -7,15 +7,20 @@ Exit codes: 0 done; 1 crashed; 2 bad input or usage; 3 requested device unavaila
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
 from pathlib import Path
 
-from .device import DEVICES
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError
-from .models import MODELS
-from .profiles import DEFAULT_PROFILE, PROFILES
+# Before anything imports torch, which reads it once: on MPS an op Metal lacks runs on the CPU
+# instead of stopping the run (FIELD-NOTES §5). A user's own setting wins; elsewhere it is inert.
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+from .device import DEVICES, PRECISIONS  # noqa: E402
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError  # noqa: E402
+from .models import MODELS  # noqa: E402
+from .profiles import DEFAULT_PROFILE, PROFILES  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(repeatable; the values used are recorded)")
     train.add_argument("--jobs", type=_positive, default=1,
                        help="folds run side by side in this many processes, sharing the CPU threads (default 1)")
+    train.add_argument("--matmul-precision", choices=("auto", *PRECISIONS), default="auto",
+                       help="torch float32 matmul precision; auto: high (TF32) on CUDA, highest elsewhere")
 
     data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
     data.add_argument("--out", type=Path, required=True, help="folder to write into")
@@ -118,6 +125,7 @@ def _cmd_train(args) -> int:
         data_dir=args.data_dir, profile=args.profile, model=args.model, device=args.device,
         strict_device=args.strict_device, folds=args.folds, seed=args.seed, label=args.label,
         runs_dir=args.runs_dir, jobs=args.jobs, param_overrides=dict(args.param),
+        matmul_precision=None if args.matmul_precision == "auto" else args.matmul_precision,
         command=shlex.join(["roadrisk", *sys.argv[1:]]),
     )
     return train(opts).exit_code

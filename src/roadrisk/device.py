@@ -7,6 +7,8 @@ handing it the facts that machine would report.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from .errors import DeviceUnavailable
@@ -119,3 +121,28 @@ def apply_threads(choice: DeviceChoice, cpu_count: int) -> DeviceChoice:
 
     torch.set_num_threads(max(1, int(cpu_count)))
     return DeviceChoice(**{**choice.as_dict(), "torch_threads": torch.get_num_threads()})
+
+
+# ---------------------------------------------------------------- float32 matmul precision (TF32)
+
+PRECISIONS = ("highest", "high", "medium")
+
+
+def matmul_precision_for(device: str) -> str:
+    """torch's float32 matmul precision for a device: "high" (TF32 tensor cores) on CUDA, where it is
+    the cheap half of the speed-up and RMSE does not move (docs/benchmarks.md §4); "highest" (plain
+    fp32) elsewhere: MPS has no TF32, and on some CPUs "high" lets oneDNN use bf16 kernels."""
+    return "high" if device == "cuda" else "highest"
+
+
+@contextmanager
+def float32_matmul_precision(precision: str) -> Iterator[None]:
+    """Run a fit under ``precision`` and put torch's process-wide setting back afterwards."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)

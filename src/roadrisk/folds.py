@@ -7,12 +7,13 @@ call ``run_fold`` anywhere that has the features in memory.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.model_selection import KFold
 
+from .device import float32_matmul_precision
 from .features import FeatureSet
 from .models import MODELS, fit_predict
 
@@ -27,6 +28,7 @@ class FoldSpec:
     device: str
     seed: int
     threads: int
+    matmul_precision: str = "highest"  # torch's float32 matmul setting during the fit (TF32 on CUDA)
 
 
 @dataclass
@@ -47,10 +49,11 @@ class FoldResult:
         return {"fold": self.index, "rows_val": int(len(self.val_idx)), "rmse": round(self.rmse, 6)}
 
 
-def plan(n_rows: int, folds: int, seed: int, model: str, params: dict, device: str, threads: int) -> list[FoldSpec]:
+def plan(n_rows: int, folds: int, seed: int, model: str, params: dict, device: str, threads: int,
+         matmul_precision: str = "highest") -> list[FoldSpec]:
     """The seed recipe's split: KFold(shuffle=True) with the run's seed (42 by default)."""
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [FoldSpec(i, train_idx, val_idx, model, params, device, seed, threads)
+    return [FoldSpec(i, train_idx, val_idx, model, params, device, seed, threads, matmul_precision)
             for i, (train_idx, val_idx) in enumerate(splitter.split(np.arange(n_rows)))]
 
 
@@ -74,10 +77,12 @@ def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray) -> FoldRe
             timings[phase] = time.perf_counter() - start
 
     x = features.train
-    val_pred, test_pred = fit_predict(
-        MODELS[spec.model], spec.params, spec.device, spec.seed, spec.threads,
-        x.iloc[spec.train_idx], target[spec.train_idx], x.iloc[spec.val_idx], target[spec.val_idx],
-        features.test, timer,
-    )
+    model = MODELS[spec.model]
+    with float32_matmul_precision(spec.matmul_precision) if model.uses_torch else nullcontext():
+        val_pred, test_pred = fit_predict(
+            model, spec.params, spec.device, spec.seed, spec.threads,
+            x.iloc[spec.train_idx], target[spec.train_idx], x.iloc[spec.val_idx], target[spec.val_idx],
+            features.test, timer,
+        )
     val_pred, test_pred = clip_risk(val_pred), clip_risk(test_pred)
     return FoldResult(spec.index, spec.val_idx, val_pred, test_pred, rmse(target[spec.val_idx], val_pred), timings)

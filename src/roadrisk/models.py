@@ -105,6 +105,8 @@ def fit_predict(spec: ModelSpec, params: dict, device: str, seed: int, threads: 
                 x_train, y_train, x_val, y_val, x_test, timer) -> tuple[np.ndarray, np.ndarray]:
     """Fit on one fold and predict its validation rows and the test rows (timed by ``timer``)."""
     model = spec.build(params, device, seed, threads)
+    if device == "mps":  # MPS has no float64: hand the library float32 targets (features already are)
+        y_train, y_val = np.asarray(y_train, np.float32), np.asarray(y_val, np.float32)
     with timer("fit"):
         if spec.wants_validation:
             model.fit(x_train, y_train, X_val=x_val, y_val=y_val)

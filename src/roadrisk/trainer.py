@@ -16,7 +16,7 @@ from . import data as data_module
 from . import doctor, environment, features, records, schema
 from .atomic import write_predictions_atomic
 from .console import Console, FoldProgress
-from .device import DeviceChoice, apply_threads, choose
+from .device import DeviceChoice, apply_threads, choose, matmul_precision_for
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DataError, DeviceUnavailable, RoadriskError
 from .executors import run_parallel, run_serial
 from .folds import FoldResult, plan, rmse
@@ -37,6 +37,7 @@ class TrainOptions:
     label: str = "native"
     runs_dir: Path = Path("runs")
     jobs: int = 1
+    matmul_precision: str | None = None  # None: the device's default (device.matmul_precision_for)
     param_overrides: dict = field(default_factory=dict)
     command: str | None = None
 
@@ -108,6 +109,7 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     defaults = spec.defaults(profile.name, choice.selected)
     params = {**defaults, **opts.param_overrides}
     n_folds = opts.folds or profile.folds
+    precision = opts.matmul_precision or matmul_precision_for(choice.selected)
     # These are roadrisk's to set: the device, seed and threads come from their own flags. Checked
     # before building, so an unknown key is a clear message rather than a constructor's TypeError.
     reserved = {"device", "random_state", "n_threads", "verbosity", "categorical_features"}
@@ -126,9 +128,11 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
         "model_description": spec.description, "params": params, "param_overrides": opts.param_overrides,
         "estimator_params": estimator_params,
         "folds": n_folds, "seed": opts.seed, "device": choice.selected, "threads": choice.torch_threads,
+        "matmul_precision": precision if spec.uses_torch else None,
     }
     console.line(f"config: profile={profile.name} model={model_name} folds={n_folds} seed={opts.seed} "
-                 f"device={choice.selected} threads={choice.torch_threads}")
+                 f"device={choice.selected} threads={choice.torch_threads}"
+                 + (f" matmul_precision={precision}" if spec.uses_torch else ""))
     console.line(f"params: {' '.join(f'{k}={v}' for k, v in params.items())}")
     # Imports of torch and the model library, reading the machine, choosing the device.
     record["timings"]["setup_s"] = round(time.perf_counter() - started, 4)
@@ -165,7 +169,8 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
 
     # 5. Folds: independent units; the record is saved after each so an interruption keeps them.
     target = dataset.train[schema.TARGET].to_numpy(dtype=float)
-    fold_specs = plan(len(target), n_folds, opts.seed, model_name, params, choice.selected, choice.torch_threads)
+    fold_specs = plan(len(target), n_folds, opts.seed, model_name, params, choice.selected, choice.torch_threads,
+                      precision)
     jobs = max(1, min(opts.jobs, len(fold_specs)))
     record["config"]["jobs"] = jobs
     progress = FoldProgress(console, len(fold_specs), workers=jobs)
