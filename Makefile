@@ -44,7 +44,7 @@ compare: $(NOX) ## Diff device logs, timings and accuracy of the latest runs -> 
 	@$(NOX) -s compare
 
 .PHONY: bench
-bench: $(NOX) ## Benchmarks as ratios (overhead, data path, container tax, scaling) -> reports/bench.{md,json}
+bench: $(NOX) ## Benchmarks as ratios (overhead, data, container tax, accelerator, scaling) -> reports/bench.{md,json}
 	@$(NOX) -s bench
 
 .PHONY: doctor

@@ -132,7 +132,8 @@ def compare(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (kept apart from the tests): reports/bench.{md,json}."""
     bin_dir = host_venv(session)
-    session.run(str(bin_dir / "python"), str(ROOT / "benchmarks" / "bench.py"), *session.posargs, external=True)
+    session.run(str(bin_dir / "python"), str(ROOT / "benchmarks" / "bench.py"),
+                *shlex.split(os.environ.get("ARGS", "")), *session.posargs, external=True)
 
 
 @nox.session(python=False)

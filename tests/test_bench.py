@@ -1,0 +1,53 @@
+"""The benchmark's accelerator half runs as written: checked on the CPU at toy size.
+
+No GPU exists here, so the CUDA/MPS path is driven with ``--accelerator-device cpu`` (the same code,
+a small dataset, one epoch): these tests check that it trains, pairs, renders and records, never how
+fast anything is. Without that flag, a machine with no accelerator must say "not measured".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+
+
+def _bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
+    out = tmp_path / "reports"
+    done = subprocess.run([sys.executable, str(BENCH), "--out", str(out), *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
+
+
+def test_accelerator_sections_not_measured_without_a_gpu_never_estimated(tmp_path):
+    result, text = _bench(tmp_path, "--only", "accelerator", "full-run")
+    assert result["accelerator"]["measured"] is False and "no CUDA or MPS" in result["accelerator"]["why"]
+    assert result["full_run"]["measured"] is False
+    assert "rows" not in result["accelerator"]  # no figures at all
+    cuda = result["accelerator"]["defaults"]["cuda"]
+    assert cuda["tabm"]["params"]["allow_amp"] is True and cuda["tabm"]["params"]["batch_size"] == 2048
+    assert cuda["tabm"]["matmul_precision"] == "high"
+    assert "not measured: no CUDA or MPS" in text and "allow_amp=True" in text
+    assert result["overhead"] == [] and "- skipped" in text
+
+
+def test_accelerator_code_path_on_cpu_pairs_seed_and_default_settings(tmp_path):
+    result, text = _bench(tmp_path, "--only", "accelerator", "full-run", "--accelerator-device", "cpu",
+                          "--accelerator-rows", "2000", "--accelerator-epochs", "1", "--full-run-profile", "smoke")
+    section = result["accelerator"]
+    assert section["measured"] and section["device"] == "cpu" and section["epochs_overridden"] == 1
+    pairs = {(r["model"], r["settings"]) for r in section["rows"]}
+    assert pairs == {(m, s) for m in ("tabm", "realmlp") for s in ("seed", "default")}
+    for row in section["rows"]:
+        assert row["fit_s"] > 0 and 0 < row["holdout_rmse"] < 1 and row["floor_rmse"] > 0
+        assert row["matmul_precision"] == "highest"  # TF32 is a CUDA default only
+    seed_realmlp = next(r for r in section["rows"] if r["model"] == "realmlp" and r["settings"] == "seed")
+    assert seed_realmlp["params"]["batch_size"] == 256
+    assert set(section["verdicts"]) == {"tabm", "realmlp"}
+    full = result["full_run"]
+    assert full["measured"] and full["profile"] == "smoke" and full["folds"] == 2 and full["oof_rmse"] > 0
+    assert "| tabm | seed |" in text and "a code check, not a measurement" in text
