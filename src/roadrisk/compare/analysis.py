@@ -25,11 +25,19 @@ def device_block(run: Run) -> dict:
     return doctor.block(run.record.get("environment") or {}, choice)
 
 
+# Settings the trainer picks by device: a speed-up between devices is partly theirs.
+DEVICE_SETTINGS = (("matmul_precision", ("config", "matmul_precision")), ("batch_size", ("config", "params", "batch_size")),
+                   ("allow_amp", ("config", "params", "allow_amp")))
+
+
 def device_diff(runs: list[Run]) -> list[dict]:
-    blocks = [device_block(run) for run in runs]
+    blocks = [{**device_block(run), **{key: record_field(run.record, path) for key, path in DEVICE_SETTINGS}}
+              for run in runs]
     rows = []
     for key in blocks[0]:
         values = [block.get(key) for block in blocks]
+        if all(v is None for v in values) and key in dict(DEVICE_SETTINGS):
+            continue  # e.g. batch size of a scikit-learn model
         rows.append({"key": key, "values": values, "differs": len({str(v) for v in values}) > 1,
                      "sentence": key in SENTENCE_KEYS})
     return rows
