@@ -51,3 +51,16 @@ def test_accelerator_code_path_on_cpu_pairs_seed_and_default_settings(tmp_path):
     full = result["full_run"]
     assert full["measured"] and full["profile"] == "smoke" and full["folds"] == 2 and full["oof_rmse"] > 0
     assert "| tabm | seed |" in text and "a code check, not a measurement" in text
+
+
+def test_gpu_check_script_refuses_a_machine_without_cuda_in_one_line(tmp_path):
+    """benchmarks/gpu-check.sh is what a GPU session runs; here (no GPU) it must stop clearly, exit 2."""
+    import os
+
+    script = BENCH.parent / "gpu-check.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    for args, words in (([], "no OUT_DIR"), ([str(tmp_path / "gpu")], "sees no CUDA device")):
+        done = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1 and words in done.stderr and "Fix:" in done.stderr
+    assert not (tmp_path / "gpu" / "bench.json").exists()

@@ -258,3 +258,19 @@ def test_pool_leaves_out_runs_of_another_setup(tmp_path):
     assert run_compare([], runs, None, tmp_path / "o", False, echo=lines.append, pool=True) == 0
     rows = json.loads((tmp_path / "o" / "compare.json").read_text())["runs"]
     assert [r["timings"]["runs"] for r in rows] == [1, 1]
+
+
+def test_device_settings_show_in_the_diff_and_vanish_where_no_run_has_them(tmp_path):
+    """A speed-up between devices is partly the settings the trainer picked for each: show them."""
+    runs = tmp_path / "runs"
+    gpu = _record("gpu", fit=(0.5, 0.5, 0.5))
+    gpu["config"].update(matmul_precision="high", params={"batch_size": 2048, "n_epochs": 10})
+    cpu = _record("native")
+    cpu["config"].update(matmul_precision="highest", params={"batch_size": 256, "n_epochs": 10})
+    _write(runs, "native", "20260101T000000Z-aaaaaa", cpu)
+    _write(runs, "gpu", "20260101T000100Z-bbbbbb", gpu)
+    code, text = _compare(tmp_path)
+    assert code == 0
+    assert "| ≠ | matmul_precision | highest | high |" in text
+    assert "| ≠ | batch_size | 256 | 2048 |" in text
+    assert "allow_amp" not in text  # neither run has it (RealMLP): no empty row

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The GPU half of `make bench` (section 4 and the full/tabm end-to-end goal), for a machine whose own
+# Python already has a CUDA build of torch but that cannot build the project's venv (an offline GPU
+# box, a cluster node). With network access, prefer: make bench TORCH=cuda ARGS='--only accelerator full-run'
+#
+# usage: benchmarks/gpu-check.sh OUT_DIR [more bench.py arguments, e.g. --accelerator-models tabm]
+#   PYTHON=...   the interpreter to use (default python3)
+# Writes OUT_DIR/bench.{md,json} and OUT_DIR/nvidia-smi.txt; exits 2 with one line if something is missing.
+set -euo pipefail
+
+out=${1:-}
+if [[ -z "$out" ]]; then
+    echo "error: benchmarks/gpu-check.sh: no OUT_DIR. Fix: benchmarks/gpu-check.sh reports/gpu" >&2
+    exit 2
+fi
+shift
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python=${PYTHON:-python3}
+mkdir -p "$out"
+
+missing=$("$python" - <<'PY'
+import importlib.util
+print(" ".join(m for m in ("torch", "pytabkit", "sklearn", "pandas", "scipy") if importlib.util.find_spec(m) is None))
+PY
+)
+if [[ -n "$missing" ]]; then
+    echo "error: benchmarks/gpu-check.sh: $python lacks: $missing. Fix: pip install pytabkit==1.7.3 (offline: pip install --no-index --no-deps a downloaded wheel)" >&2
+    exit 2
+fi
+if ! "$python" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    echo "error: benchmarks/gpu-check.sh: torch in $python sees no CUDA device. Fix: run this on the GPU machine with a CUDA build of torch" >&2
+    exit 2
+fi
+
+nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
+export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+exec "$python" "$root/benchmarks/bench.py" --only accelerator full-run --out "$out" "$@"
