@@ -22,6 +22,7 @@ import math
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -202,6 +203,8 @@ def container_tax(tmp: Path, log, repeats: int = 3) -> dict:
     per_run = {k: [math.exp(statistics.fmean(math.log(f["fit_s"] + f["predict_s"]) for f in r["timings"]["folds"]))
                    for r in rs] for k, rs in records.items()}
     s = speed_up(per_run["docker"], per_run["native"])  # >1: docker takes longer than native
+    probe = compute_probe(records["docker"][0]["device"]["torch_threads"], log)
+    load = {k: [r["timings"]["load_s"] for r in rs] for k, rs in records.items()}
     return {
         "measured": True, "config": f"quick, realmlp, cpu, {repeats} alternating runs each",
         "threads": {k: rs[0]["device"]["torch_threads"] for k, rs in records.items()},
@@ -209,8 +212,31 @@ def container_tax(tmp: Path, log, repeats: int = 3) -> dict:
         "interval_95": [round(s.low, 4), round(s.high, 4)] if s.low else None, "significant": s.significant,
         "total_ratio": round(statistics.median(totals["docker"]) / statistics.median(totals["native"]), 4),
         "setup_s": {k: [r["timings"].get("setup_s") for r in rs] for k, rs in records.items()},
+        "load_s": load, "compute_probe": probe,
         "goal": 1.05,
     }
+
+
+def compute_probe(threads: int, log, pairs: int = 8) -> dict:
+    """The same pure-torch loop (compute_probe.py) on the host and in the CPU image, alternated: does
+    the container compute slower, apart from the trainer? Separates a real tax from this VM's drift."""
+    script = Path(__file__).resolve().parent / "compute_probe.py"
+    host = [sys.executable, str(script), str(threads)]
+    container = ["docker", "run", "--rm", "--network", "none", "-v", f"{script}:/probe.py:ro",
+                 "--entrypoint", "python", "roadrisk:cpu", "/probe.py", str(threads)]
+    times: dict[str, list[float]] = {"native": [], "docker": []}
+    for i in range(pairs):
+        for label, command in ((("native", host), ("docker", container)) if i % 2 == 0
+                               else (("docker", container), ("native", host))):
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                return {"measured": False, "why": f"probe failed in {label}: {done.stderr.strip()[-200:]}"}
+            times[label].append(float(done.stdout.strip().splitlines()[-1]))
+    s = speed_up(times["docker"], times["native"])
+    log(f"compute probe: docker/native {s.ratio:.3f} over {pairs} alternating pairs")
+    return {"measured": True, "pairs": pairs, "threads": threads, "seconds": times, "ratio": round(s.ratio, 4),
+            "interval_95": [round(s.low, 4), round(s.high, 4)] if s.low else None, "significant": s.significant,
+            "spread": {k: [round(min(v), 3), round(max(v), 3)] for k, v in times.items()}}
 
 
 def concurrent_folds(tmp: Path, log) -> dict:
@@ -281,7 +307,15 @@ def render(result: dict) -> str:
         out += [f"- config: {c['config']}; threads {c['threads']}",
                 f"- per-fold time docker/native (one sample per run): **{c['ratio_docker_over_native']}**{interval}"
                 f"{'' if c['significant'] else ' (not significant)'}; whole run: {c['total_ratio']}",
-                f"- setup (imports, device) s: {c['setup_s']}"]
+                f"- setup (imports, device) s: {c['setup_s']}; load (data on a bind mount vs local) s: {c['load_s']}"]
+        p = c.get("compute_probe") or {}
+        if p.get("measured"):
+            interval = f" [{p['interval_95'][0]}, {p['interval_95'][1]}]" if p["interval_95"] else ""
+            out.append(f"- compute probe (pure torch loop, {p['pairs']} alternating pairs, {p['threads']} threads): "
+                       f"docker/native **{p['ratio']}**{interval}{'' if p['significant'] else ' (not significant)'}; "
+                       f"range native {p['spread']['native']} s, docker {p['spread']['docker']} s")
+        elif p:
+            out.append(f"- compute probe not measured: {p['why']}")
     else:
         out.append(f"- not measured: {c['why']}")
     j = result.get("concurrent_folds") or {}
