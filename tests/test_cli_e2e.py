@@ -130,3 +130,19 @@ def test_parallel_folds_give_the_same_predictions_as_serial(tmp_path):
     assert sorted(f["fold"] for f in record["metrics"]["folds"]) == [0, 1]
     pd.testing.assert_frame_equal(oof, outputs["1"][1])
     assert record["metrics"]["oof_rmse"] == outputs["1"][0]["metrics"]["oof_rmse"]
+
+
+def test_scikit_learn_run_never_imports_torch(tmp_path):
+    """torch costs ~1 s to import; an hgb run has no use for it, and its log says why it was not checked."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, runpy; sys.argv = ['roadrisk', 'train', '--profile', 'smoke', '--model', 'hgb', "
+             f"'--runs-dir', {str(tmp_path / 'runs')!r}]\n"
+             "try:\n    runpy.run_module('roadrisk', run_name='__main__')\n"
+             "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+             "print('torch imported:', 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torch imported: False" in done.stdout
+    assert "cuda_status: not checked: this model runs on the CPU only" in done.stdout

@@ -34,8 +34,13 @@ class DeviceChoice:
         return asdict(self)
 
 
+NOT_LOADED = "not checked: this model runs on the CPU only, so torch was not loaded"
+
+
 def mps_status(facts: dict) -> str:
     """Why MPS is or is not usable here, most specific cause first."""
+    if facts.get("torch") is None and not facts.get("in_container"):
+        return NOT_LOADED
     if facts.get("mps_available"):
         return "MPS available (Apple GPU through Metal)"
     if not facts.get("mps_built"):
@@ -55,6 +60,8 @@ def mps_status(facts: dict) -> str:
 
 
 def cuda_status(facts: dict) -> str:
+    if facts.get("torch") is None:
+        return NOT_LOADED
     if facts.get("cuda_available"):
         return f"CUDA available: {facts.get('gpu_name')}"
     if facts.get("torch_cuda_build") in (None, "none"):

@@ -17,6 +17,7 @@ import numpy as np
 
 from .features import FeatureSet
 from .folds import FoldResult, FoldSpec, run_fold
+from .models import MODELS
 from .quiet import library_output_to
 
 
@@ -31,9 +32,10 @@ def run_serial(specs: list[FoldSpec], features: FeatureSet, target: np.ndarray, 
 
 
 def _fold_in_worker(spec: FoldSpec, features: FeatureSet, target: np.ndarray, library_log: Path) -> FoldResult:
-    import torch
+    if MODELS[spec.model].uses_torch:
+        import torch
 
-    torch.set_num_threads(spec.threads)
+        torch.set_num_threads(spec.threads)
     with library_output_to(library_log.with_name(f"{library_log.stem}.fold{spec.index}{library_log.suffix}")):
         return run_fold(spec, features, target)
 

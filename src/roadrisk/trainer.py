@@ -91,7 +91,7 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     spec = MODELS[model_name]
 
     # 1. Where are we, and which device do we get?
-    facts = environment.collect()
+    facts = environment.collect(with_torch=spec.uses_torch)
     record["environment"] = facts
     try:
         choice = choose(opts.device, opts.strict_device, facts, model_name, spec.uses_torch)
@@ -100,7 +100,9 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
         console.lines(doctor.format_lines(doctor.block(facts, refused)))
         record["device"] = {**refused.as_dict(), **_device_facts(facts)}
         raise
-    choice = apply_threads(choice, facts["cpu_count"])
+    if spec.uses_torch:
+        choice = apply_threads(choice, facts["cpu_count"])
+    threads = choice.torch_threads or facts["cpu_count"]  # scikit-learn: OpenMP over the usable CPUs
     console.lines(doctor.format_lines(doctor.block(facts, choice)))
     record["device"] = {**choice.as_dict(), **_device_facts(facts)}
     record.save()
@@ -113,7 +115,7 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
     # These are roadrisk's to set: the device, seed and threads come from their own flags. Checked
     # before building, so an unknown key is a clear message rather than a constructor's TypeError.
     reserved = {"device", "random_state", "n_threads", "verbosity", "categorical_features"}
-    estimator_params = spec.build(defaults, choice.selected, opts.seed, choice.torch_threads).get_params()
+    estimator_params = spec.build(defaults, choice.selected, opts.seed, threads).get_params()
     settable = set(estimator_params) - reserved
     for key in sorted(opts.param_overrides):
         if key in reserved:
@@ -127,11 +129,11 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
         "profile": profile.name, "profile_sizes": profile.as_dict(), "model": model_name,
         "model_description": spec.description, "params": params, "param_overrides": opts.param_overrides,
         "estimator_params": estimator_params,
-        "folds": n_folds, "seed": opts.seed, "device": choice.selected, "threads": choice.torch_threads,
+        "folds": n_folds, "seed": opts.seed, "device": choice.selected, "threads": threads,
         "matmul_precision": precision if spec.uses_torch else None,
     }
     console.line(f"config: profile={profile.name} model={model_name} folds={n_folds} seed={opts.seed} "
-                 f"device={choice.selected} threads={choice.torch_threads}"
+                 f"device={choice.selected} threads={threads}"
                  + (f" matmul_precision={precision}" if spec.uses_torch else ""))
     console.line(f"params: {' '.join(f'{k}={v}' for k, v in params.items())}")
     # Imports of torch and the model library, reading the machine, choosing the device.
@@ -169,7 +171,7 @@ def _run(opts: TrainOptions, run_dir: Path, console: Console, record: records.Ru
 
     # 5. Folds: independent units; the record is saved after each so an interruption keeps them.
     target = dataset.train[schema.TARGET].to_numpy(dtype=float)
-    fold_specs = plan(len(target), n_folds, opts.seed, model_name, params, choice.selected, choice.torch_threads,
+    fold_specs = plan(len(target), n_folds, opts.seed, model_name, params, choice.selected, threads,
                       precision)
     jobs = max(1, min(opts.jobs, len(fold_specs)))
     record["config"]["jobs"] = jobs
