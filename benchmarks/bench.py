@@ -16,7 +16,6 @@ nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -27,9 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import accelerator  # noqa: E402  (benchmarks/ is this script's folder, first on sys.path)
+import accelerator  # benchmarks/ is this script's folder, first on sys.path
 import numpy as np
 import pandas as pd
+from bare import bare_run, silenced
 
 from roadrisk import data as data_module
 from roadrisk import environment, features, schema
@@ -42,63 +42,9 @@ from roadrisk.trainer import TrainOptions, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# ---------------------------------------------------------------- the bare baseline, written plainly
-
-@contextlib.contextmanager
-def _silenced():
-    """Both sides of every comparison run with their output discarded, so printing costs neither."""
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        yield
-
-
-def bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int,
-             out_dir: Path) -> dict:
-    """What a notebook would do: read the CSVs, build the same features, KFold, fit, predict, and save
-    the out-of-fold and test predictions with ``to_csv``, the two files a run of ours also keeps.
-    Returns seconds: ``total``, ``saving`` (the two to_csv calls) and ``model`` (fit + predict calls)."""
-    with _silenced():
-        return _bare_run(data_dir, model, params, folds, seed, threads, out_dir)
-
-
-def _bare_run(data_dir: Path, model: str, params: dict, folds: int, seed: int, threads: int,
-              out_dir: Path) -> dict:
-    from sklearn.model_selection import KFold
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    train_df = pd.read_csv(data_dir / schema.TRAIN_FILE)
-    test_df = pd.read_csv(data_dir / schema.TEST_FILE)
-    original = pd.read_csv(data_dir / schema.ORIGINAL_FILE)
-    fs = features.build(train_df, test_df, original)
-    y = train_df[schema.TARGET].to_numpy()
-    oof, test_pred = np.zeros(len(y)), np.zeros(len(fs.test))
-    model_s = 0.0
-    for tr, va in KFold(n_splits=folds, shuffle=True, random_state=seed).split(fs.train):
-        fit_start = time.perf_counter()
-        if model == "hgb":
-            from sklearn.ensemble import HistGradientBoostingRegressor
-
-            m = HistGradientBoostingRegressor(random_state=seed, categorical_features="from_dtype", **params)
-            m.fit(fs.train.iloc[tr], y[tr])
-        else:
-            from pytabkit import RealMLP_TD_Regressor
-
-            m = RealMLP_TD_Regressor(device="cpu", random_state=seed, n_threads=threads, verbosity=0, **params)
-            m.fit(fs.train.iloc[tr], y[tr], X_val=fs.train.iloc[va], y_val=y[va])
-        oof[va] = m.predict(fs.train.iloc[va])
-        test_pred += m.predict(fs.test) / folds
-        model_s += time.perf_counter() - fit_start
-    saving = time.perf_counter()
-    pd.DataFrame({schema.ID: train_df[schema.ID], schema.TARGET: oof}).to_csv(out_dir / "oof.csv", index=False)
-    pd.DataFrame({schema.ID: test_df[schema.ID], schema.TARGET: test_pred}).to_csv(out_dir / "submission.csv",
-                                                                                   index=False)
-    end = time.perf_counter()
-    return {"total": end - start, "saving": end - saving, "model": model_s}
-
-
 def quiet_train(profile: str = "quick", **options):
     """``roadrisk train`` in this process, silenced; a failed run stops the benchmark."""
-    with _silenced():
+    with silenced():
         outcome = train(TrainOptions(profile=profile, device="cpu", **options))
     if outcome.exit_code != 0:
         raise SystemExit(f"bench: trainer run failed: {outcome.run_dir}")
@@ -152,6 +98,33 @@ def overhead(model: str, repeats: int, tmp: Path, log, profile_name: str = "quic
             "paired_ratios": [round(r, 4) for r in paired], "bare_saving_s": bare_saving,
             "ratio_vs_bare_without_files": round(no_files, 4), "outside_model_s": outside_median,
             "goal": 1.03, "meets_goal": ratio <= 1.03}
+
+
+def process_overhead(model: str, repeats: int, tmp: Path, log) -> dict:
+    """Whole processes, as a user meets them: ``roadrisk train`` against ``python benchmarks/bare.py``, timed
+    from outside, interpreter start and imports included (the in-process ratio leaves both out)."""
+    profile = PROFILES["quick"]
+    data_dir, _ = data_module.embedded_dir(profile.train_rows, profile.test_rows, profile.original_rows, 42)
+    commands = {
+        "bare": [sys.executable, str(Path(__file__).resolve().parent / "bare.py"), model, str(data_dir),
+                 str(tmp / "bare-process")],
+        "roadrisk": [sys.executable, "-m", "roadrisk", "train", "--model", model, "--device", "cpu", "--data-dir",
+                     str(data_dir), "--runs-dir", str(tmp / "process-runs"), "--label", "bench"],
+    }
+    times: dict[str, list[float]] = {"bare": [], "roadrisk": []}
+    for i in range(repeats):
+        for side in (("bare", "roadrisk") if i % 2 == 0 else ("roadrisk", "bare")):
+            start = time.perf_counter()
+            done = subprocess.run(commands[side], capture_output=True, text=True)
+            times[side].append(time.perf_counter() - start)
+            if done.returncode != 0:
+                raise SystemExit(f"bench: {side} process failed: {(done.stdout + done.stderr).strip()[-300:]}")
+        log(f"process overhead {model} repeat {i + 1}/{repeats}: bare {times['bare'][-1]:.2f}s, "
+            f"roadrisk {times['roadrisk'][-1]:.2f}s")
+    ratio = statistics.median(times["roadrisk"]) / statistics.median(times["bare"])
+    return {"model": model, "profile": profile.name, "repeats": repeats, "bare_s": times["bare"],
+            "roadrisk_s": times["roadrisk"], "ratio": round(ratio, 4),
+            "paired_ratios": sorted(round(o / b, 4) for o, b in zip(times["roadrisk"], times["bare"]))}
 
 
 def data_path(repeats: int, log) -> dict:
@@ -311,6 +284,11 @@ def render(result: dict) -> str:
                    f"| {row.get('ratio_vs_bare_without_files', float('nan')):.3f} "
                    f"| {row.get('outside_model_s', {}).get('bare', float('nan')):.2f}, "
                    f"{row.get('outside_model_s', {}).get('roadrisk', float('nan')):.2f} |")
+    for row in result.get("process_overhead") or []:
+        out += ["", f"Whole process, {row['model']} {row['profile']} (`roadrisk train` vs `python benchmarks/bare.py`, "
+                    f"interpreter start and imports included, {row['repeats']} alternating repeats): bare "
+                    f"{statistics.median(row['bare_s']):.2f} s, roadrisk {statistics.median(row['roadrisk_s']):.2f} s, "
+                    f"ratio **{row['ratio']:.3f}** (paired {row['paired_ratios'][0]:.3f}–{row['paired_ratios'][-1]:.3f})"]
     d = result["data_path"]
     out += ["", "## 2. Data path, Kaggle sizes (goal < 2 s)", ""]
     out += [f"- rows: {d['train_rows']} train + {d['test_rows']} test + {d['original_rows']} original",
@@ -393,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         result["overhead"] = [overhead(model, repeats, tmp, log, profile) for model, profile, repeats in OVERHEAD_ROWS
                               ] if "overhead" in wanted else []
+        result["process_overhead"] = [process_overhead("hgb", 5, tmp, log)] if "overhead" in wanted else []
         result["data_path"] = data_path(args.repeats, log) if "data" in wanted else {}
         result["container_tax"] = container_tax(tmp, log) if "container" in wanted else skipped
         result["concurrent_folds"] = concurrent_folds(tmp, log) if "jobs" in wanted else {}
