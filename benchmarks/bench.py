@@ -29,11 +29,12 @@ from pathlib import Path
 import accelerator  # benchmarks/ is this script's folder, first on sys.path
 import numpy as np
 import pandas as pd
+import plot
 from bare import bare_run, silenced
 
 from roadrisk import data as data_module
 from roadrisk import environment, features, schema
-from roadrisk.atomic import atomic_write_json, atomic_write_text
+from roadrisk.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from roadrisk.compare.stats import speed_up
 from roadrisk.models import MODELS
 from roadrisk.profiles import PROFILES
@@ -357,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accelerator-models", nargs="+", default=["tabm", "realmlp"], choices=["tabm", "realmlp"])
     parser.add_argument("--full-run-profile", default="full", choices=sorted(PROFILES),
                         help="profile of the end-to-end run (default full; smaller only for code checks)")
+    parser.add_argument("--from-json", type=Path, metavar="BENCH_JSON",
+                        help="measure nothing: write bench.md and bench.png again from a saved bench.json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        return write_reports(json.loads(args.from_json.read_text()), args.out)
     wanted = [s for s in (args.only or SECTIONS) if s not in args.skip]
     log = lambda text: print(f"bench: {text}", flush=True)  # noqa: E731
     facts = environment.collect()
@@ -393,8 +398,17 @@ def main(argv: list[str] | None = None) -> int:
         result["scaling"] = scaling(tmp, log) if "scaling" in wanted else {"rows": [], "fit_time_exponent": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "bench.json", json.loads(json.dumps(result, default=float)))
+    return write_reports(result, args.out)
+
+
+def write_reports(result: dict, out: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
     text = render(result)
-    atomic_write_text(args.out / "bench.md", text)
+    picture = plot.render_png(result)
+    if picture:
+        atomic_write_bytes(out / "bench.png", picture)
+        text += "\n![ratios and scaling](bench.png)\n"
+    atomic_write_text(out / "bench.md", text)
     print(text)
     return 0 if all(math.isfinite(float(r["ratio"])) for r in result["overhead"]) else 1
 
