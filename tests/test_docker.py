@@ -131,7 +131,8 @@ def test_cpu_limit_and_read_only_data_are_respected(shared_dirs, cpu_run, small_
                   ARGS="--label docker-limited")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (record,) = _records(Path(shared_dirs["RUNS_DIR"]), "docker-limited")
-    assert record["device"]["torch_threads"] == 1 and "cgroup quota 1" in record["environment"]["cpu_count_source"]
+    # hgb never loads torch: the thread count it runs with is the config's, from the cgroup quota
+    assert record["config"]["threads"] == 1 and "cgroup quota 1" in record["environment"]["cpu_count_source"]
     assert record["data"]["source"] == "directory" and record["data"]["path"] == "/data"
     assert "--network none" in result.stdout + result.stderr and ":/data:ro" in result.stdout + result.stderr
 
