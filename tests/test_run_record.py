@@ -214,3 +214,28 @@ def test_mocked_mps_fit_gets_float32_targets(monkeypatch):
         models.fit_predict(spec, {}, device_name, 0, 1, np.zeros((4, 2)), y, np.zeros((4, 2)), y, np.zeros((2, 2)),
                            timer)
         assert seen == {"y": expected, "y_val": expected}
+
+
+def test_scikit_learn_fit_is_held_to_the_usable_cpus():
+    """A container with --cpus 1 sees 2 CPUs in its affinity mask: OpenMP must still use 1."""
+    import contextlib
+
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingRegressor  # noqa: F401  (loads its OpenMP runtime)
+    from threadpoolctl import threadpool_info
+
+    from roadrisk import models
+
+    seen = []
+
+    class Recorder:
+        def fit(self, x, y):
+            seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"})
+
+        def predict(self, x):
+            return np.zeros(len(x))
+
+    spec = models.ModelSpec("stand-in", "", False, lambda p, d: {}, lambda *a: Recorder(), False)
+    x, y = np.zeros((4, 2)), np.zeros(4)
+    models.fit_predict(spec, {}, "cpu", 0, 1, x, y, x, y, x, lambda phase: contextlib.nullcontext())
+    assert seen == [{1}]

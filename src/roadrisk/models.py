@@ -7,6 +7,7 @@ values are what ``run.json`` records.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,12 +108,23 @@ def fit_predict(spec: ModelSpec, params: dict, device: str, seed: int, threads: 
     model = spec.build(params, device, seed, threads)
     if device == "mps":  # MPS has no float64: hand the library float32 targets (features already are)
         y_train, y_val = np.asarray(y_train, np.float32), np.asarray(y_val, np.float32)
-    with timer("fit"):
-        if spec.wants_validation:
-            model.fit(x_train, y_train, X_val=x_val, y_val=y_val)
-        else:
-            model.fit(x_train, y_train)
-    with timer("predict"):
-        val_pred = np.asarray(model.predict(x_val), dtype=float).reshape(-1)
-        test_pred = np.asarray(model.predict(x_test), dtype=float).reshape(-1)
+    # torch models get ``threads`` through n_threads; scikit-learn's OpenMP would otherwise take every
+    # CPU in the affinity mask, oversubscribing a container limited by a cgroup quota (--cpus).
+    with _openmp_threads(None if spec.uses_torch else threads):
+        with timer("fit"):
+            if spec.wants_validation:
+                model.fit(x_train, y_train, X_val=x_val, y_val=y_val)
+            else:
+                model.fit(x_train, y_train)
+        with timer("predict"):
+            val_pred = np.asarray(model.predict(x_val), dtype=float).reshape(-1)
+            test_pred = np.asarray(model.predict(x_test), dtype=float).reshape(-1)
     return val_pred, test_pred
+
+
+def _openmp_threads(limit: int | None):
+    if limit is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=limit, user_api="openmp")
