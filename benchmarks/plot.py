@@ -7,8 +7,9 @@ axes, one line per model, labelled with the fitted exponent.
 
 from __future__ import annotations
 
-import io
 import statistics
+
+from roadrisk.compare.plot import png_bytes
 
 
 def _ratio_rows(result: dict) -> list[tuple[str, float, tuple[float, float] | None, float | None]]:
@@ -81,8 +82,4 @@ def render_png(result: dict) -> bytes | None:
     ax_scale.set_xlabel("train rows")
     ax_scale.set_ylabel("fit seconds (all folds)")
     ax_scale.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig)

@@ -64,6 +64,13 @@ def render_png(result: dict) -> bytes:
     ax_rmse.set_xlabel("OOF RMSE (lower is better)")
     ax_rmse.set_title("Accuracy", fontsize=10)
     ax_rmse.spines[["top", "right"]].set_visible(False)
+    return png_bytes(fig)
+
+
+def png_bytes(fig) -> bytes:
+    """A finished matplotlib figure as PNG bytes (written atomically by the caller), then closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
