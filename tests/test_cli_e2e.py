@@ -49,9 +49,12 @@ def test_strict_mps_exits_3_with_what_to_do(tmp_path):
 
 
 def test_sigint_mid_run_leaves_an_interrupted_record(tmp_path):
+    # Ctrl-C as a terminal user has it: a suite started in the background (nohup, `cmd &` in a script)
+    # inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "roadrisk", "train", "--profile", "smoke", "--model", "tabm",
                              "--runs-dir", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if line.startswith("progress: fold 2/2 started"):
             proc.send_signal(signal.SIGINT)
