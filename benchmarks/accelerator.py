@@ -66,8 +66,7 @@ def _summary(params: dict, precision: str) -> str:
 
 def settings_table(device: str, rows: int, models: tuple[str, ...], epochs: int | None, log) -> dict:
     """Time and holdout RMSE of each model under the seed's settings and under the device defaults."""
-    train_rows = rows
-    data_dir, _ = data_module.embedded_dir(train_rows, max(1, train_rows // 3), min(100_000, train_rows), 42)
+    data_dir, _ = data_module.embedded_dir(rows, max(1, rows // 3), min(100_000, rows), 42)
     dataset = data_module.load(data_dir, "embedded")
     feature_set = features.build(dataset.train, dataset.test, dataset.original)
     target = dataset.train[schema.TARGET].to_numpy(dtype=float)
@@ -100,7 +99,7 @@ def settings_table(device: str, rows: int, models: tuple[str, ...], epochs: int 
             "speed_up_per_epoch": round(seed["s_per_epoch"] / default["s_per_epoch"], 3),
             "rmse_change_pct": round(100 * (default["holdout_rmse"] - seed["holdout_rmse"]) / seed["holdout_rmse"], 3),
         }
-    return {"measured": True, "device": device, "train_rows": train_rows, "holdout": "fold 1 of 5 (80/20)",
+    return {"measured": True, "device": device, "train_rows": rows, "holdout": "fold 1 of 5 (80/20)",
             "epochs_overridden": epochs, "rows": out_rows, "verdicts": verdicts}
 
 

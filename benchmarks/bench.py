@@ -35,12 +35,33 @@ from bare import bare_run, silenced
 from roadrisk import data as data_module
 from roadrisk import environment, features, schema
 from roadrisk.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from roadrisk.compare.analysis import run_speed_sample
 from roadrisk.compare.stats import speed_up
 from roadrisk.models import MODELS
 from roadrisk.profiles import PROFILES
 from roadrisk.trainer import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def alternated(repeat: int, pair: tuple) -> tuple:
+    """The two sides of a comparison in the order of this repeat: swapped on odd repeats, so the
+    machine's slow drift falls on both sides alike."""
+    return pair if repeat % 2 == 0 else pair[::-1]
+
+
+def paired_ratios(ours: list[float], baseline: list[float]) -> list[float]:
+    """Each repeat's own ratio: its two runs are neighbours in time, so they share the machine's state."""
+    return sorted(round(o / b, 4) for o, b in zip(ours, baseline))
+
+
+def interval_json(s) -> list[float] | None:
+    return [round(s.low, 4), round(s.high, 4)] if s.low else None
+
+
+def interval_text(measure: dict) -> str:
+    interval = f" [{measure['interval_95'][0]}, {measure['interval_95'][1]}]" if measure["interval_95"] else ""
+    return interval + ("" if measure["significant"] else " (not significant)")
 
 
 def quiet_train(profile: str = "quick", **options):
@@ -81,14 +102,10 @@ def overhead(model: str, repeats: int, tmp: Path, log, profile_name: str = "quic
             timings = json.loads((outcome.run_dir / "run.json").read_text())["timings"]
             outside["roadrisk"].append(ours[-1] - timings["fit_total_s"] - timings["predict_total_s"])
 
-        sides = [bare_side, our_side]
-        for side in (sides[::-1] if i % 2 else sides):
+        for side in alternated(i, (bare_side, our_side)):
             side()
         log(f"overhead {model} {profile.name} repeat {i + 1}/{repeats}: bare {bare[-1]:.2f}s, roadrisk {ours[-1]:.2f}s")
     ratio = statistics.median(ours) / statistics.median(bare)
-    # Paired per repeat too: each repeat's two runs are neighbours in time, so their ratio sees the
-    # same machine state; the spread of those ratios says how far to trust the median's.
-    paired = sorted(o / b for o, b in zip(ours, bare))
     # The stricter baseline: the same script minus its two to_csv calls (the files a user keeps).
     no_files = statistics.median(ours) / statistics.median(b - w for b, w in zip(bare, bare_saving))
     # What each side spends outside the model library: read within each run, so free of the drift
@@ -96,7 +113,7 @@ def overhead(model: str, repeats: int, tmp: Path, log, profile_name: str = "quic
     outside_median = {k: round(statistics.median(v), 4) for k, v in outside.items()}
     return {"model": model, "profile": profile.name, "rows": profile.train_rows, "folds": profile.folds,
             "repeats": repeats, "bare_s": bare, "roadrisk_s": ours, "ratio": round(ratio, 4),
-            "paired_ratios": [round(r, 4) for r in paired], "bare_saving_s": bare_saving,
+            "paired_ratios": paired_ratios(ours, bare), "bare_saving_s": bare_saving,
             "ratio_vs_bare_without_files": round(no_files, 4), "outside_model_s": outside_median,
             "goal": 1.03, "meets_goal": ratio <= 1.03}
 
@@ -114,7 +131,7 @@ def process_overhead(model: str, repeats: int, tmp: Path, log) -> dict:
     }
     times: dict[str, list[float]] = {"bare": [], "roadrisk": []}
     for i in range(repeats):
-        for side in (("bare", "roadrisk") if i % 2 == 0 else ("roadrisk", "bare")):
+        for side in alternated(i, ("bare", "roadrisk")):
             start = time.perf_counter()
             done = subprocess.run(commands[side], capture_output=True, text=True)
             times[side].append(time.perf_counter() - start)
@@ -125,7 +142,7 @@ def process_overhead(model: str, repeats: int, tmp: Path, log) -> dict:
     ratio = statistics.median(times["roadrisk"]) / statistics.median(times["bare"])
     return {"model": model, "profile": profile.name, "repeats": repeats, "bare_s": times["bare"],
             "roadrisk_s": times["roadrisk"], "ratio": round(ratio, 4),
-            "paired_ratios": sorted(round(o / b, 4) for o, b in zip(times["roadrisk"], times["bare"]))}
+            "paired_ratios": paired_ratios(times["roadrisk"], times["bare"])}
 
 
 def data_path(repeats: int, log) -> dict:
@@ -175,9 +192,9 @@ def container_tax(tmp: Path, log, repeats: int = 3) -> dict:
     build = _make("images", env)
     if build.returncode != 0:
         return {"measured": False, "why": "image build failed: " + build.stderr.strip().splitlines()[-1]}
-    order = [("run-native", "native"), ("run-docker", "docker")]
-    for repeat in range(repeats):  # alternate environments: run-to-run noise here is ~10%
-        for target, label in (order if repeat % 2 == 0 else order[::-1]):
+    order = (("run-native", "native"), ("run-docker", "docker"))
+    for repeat in range(repeats):  # run-to-run noise here is ~10%
+        for target, label in alternated(repeat, order):
             result = _make(target, env, PROFILE="quick", MODEL="realmlp", DEVICE="cpu")
             if result.returncode != 0:
                 return {"measured": False, "why": f"{target} failed"}
@@ -186,10 +203,8 @@ def container_tax(tmp: Path, log, repeats: int = 3) -> dict:
                for _, label in order}
     fold = {k: [f["fit_s"] + f["predict_s"] for r in rs for f in r["timings"]["folds"]] for k, rs in records.items()}
     totals = {k: [r["timings"]["total_s"] for r in rs] for k, rs in records.items()}
-    # One sample per run (its geometric-mean fold time): the interval then includes run-to-run noise,
-    # as `roadrisk compare --pool` computes it.
-    per_run = {k: [math.exp(statistics.fmean(math.log(f["fit_s"] + f["predict_s"]) for f in r["timings"]["folds"]))
-                   for r in rs] for k, rs in records.items()}
+    # One sample per run: the interval then includes run-to-run noise, as `roadrisk compare --pool` has it.
+    per_run = {k: [run_speed_sample(r) for r in rs] for k, rs in records.items()}
     s = speed_up(per_run["docker"], per_run["native"])  # >1: docker takes longer than native
     probe = compute_probe(records["docker"][0]["device"]["torch_threads"], log)
     load = {k: [r["timings"]["load_s"] for r in rs] for k, rs in records.items()}
@@ -197,7 +212,7 @@ def container_tax(tmp: Path, log, repeats: int = 3) -> dict:
         "measured": True, "config": f"quick, realmlp, cpu, {repeats} alternating runs each",
         "threads": {k: rs[0]["device"]["torch_threads"] for k, rs in records.items()},
         "fold_s": fold, "per_run_fold_s": per_run, "total_s": totals, "ratio_docker_over_native": round(s.ratio, 4),
-        "interval_95": [round(s.low, 4), round(s.high, 4)] if s.low else None, "significant": s.significant,
+        "interval_95": interval_json(s), "significant": s.significant,
         "total_ratio": round(statistics.median(totals["docker"]) / statistics.median(totals["native"]), 4),
         "setup_s": {k: [r["timings"].get("setup_s") for r in rs] for k, rs in records.items()},
         "load_s": load, "compute_probe": probe,
@@ -214,8 +229,7 @@ def compute_probe(threads: int, log, pairs: int = 8) -> dict:
                  "--entrypoint", "python", "roadrisk:cpu", "/probe.py", str(threads)]
     times: dict[str, list[float]] = {"native": [], "docker": []}
     for i in range(pairs):
-        for label, command in ((("native", host), ("docker", container)) if i % 2 == 0
-                               else (("docker", container), ("native", host))):
+        for label, command in alternated(i, (("native", host), ("docker", container))):
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 return {"measured": False, "why": f"probe failed in {label}: {done.stderr.strip()[-200:]}"}
@@ -223,7 +237,7 @@ def compute_probe(threads: int, log, pairs: int = 8) -> dict:
     s = speed_up(times["docker"], times["native"])
     log(f"compute probe: docker/native {s.ratio:.3f} over {pairs} alternating pairs")
     return {"measured": True, "pairs": pairs, "threads": threads, "seconds": times, "ratio": round(s.ratio, 4),
-            "interval_95": [round(s.low, 4), round(s.high, 4)] if s.low else None, "significant": s.significant,
+            "interval_95": interval_json(s), "significant": s.significant,
             "spread": {k: [round(min(v), 3), round(max(v), 3)] for k, v in times.items()}}
 
 
@@ -299,16 +313,14 @@ def render(result: dict) -> str:
     c = result["container_tax"]
     out += ["", "## 3. Container tax (goal ≤ 1.05)", ""]
     if c.get("measured"):
-        interval = f" [{c['interval_95'][0]}, {c['interval_95'][1]}]" if c["interval_95"] else ""
         out += [f"- config: {c['config']}; threads {c['threads']}",
-                f"- per-fold time docker/native (one sample per run): **{c['ratio_docker_over_native']}**{interval}"
-                f"{'' if c['significant'] else ' (not significant)'}; whole run: {c['total_ratio']}",
+                f"- per-fold time docker/native (one sample per run): **{c['ratio_docker_over_native']}**"
+                f"{interval_text(c)}; whole run: {c['total_ratio']}",
                 f"- setup (imports, device) s: {c['setup_s']}; load (data on a bind mount vs local) s: {c['load_s']}"]
         p = c.get("compute_probe") or {}
         if p.get("measured"):
-            interval = f" [{p['interval_95'][0]}, {p['interval_95'][1]}]" if p["interval_95"] else ""
             out.append(f"- compute probe (pure torch loop, {p['pairs']} alternating pairs, {p['threads']} threads): "
-                       f"docker/native **{p['ratio']}**{interval}{'' if p['significant'] else ' (not significant)'}; "
+                       f"docker/native **{p['ratio']}**{interval_text(p)}; "
                        f"range native {p['spread']['native']} s, docker {p['spread']['docker']} s")
         elif p:
             out.append(f"- compute probe not measured: {p['why']}")

@@ -269,9 +269,10 @@ def _unseen_in_train(train: pd.DataFrame, test: pd.DataFrame) -> list[str]:
         if spec.name == "curvature":
             continue
         # Compare the distinct values first: rows are only counted when some value is new.
-        if set(test[spec.name].unique().tolist()) <= set(train[spec.name].unique().tolist()):
+        seen = train[spec.name].unique()
+        if set(test[spec.name].unique().tolist()) <= set(seen.tolist()):
             continue
-        unseen = test.loc[~test[spec.name].isin(train[spec.name].unique()), spec.name]
+        unseen = test.loc[~test[spec.name].isin(seen), spec.name]
         if len(unseen):
             notes.append(f"note: test.csv: column '{spec.name}': {len(unseen)} row(s) hold values never seen in "
                          f"train.csv (e.g. {_plain(unseen.iloc[0])!r}); the model extrapolates there")

@@ -55,18 +55,22 @@ def _fold_times(record: dict) -> tuple[list[float], list[float]]:
     return [f["fit_s"] for f in folds if "fit_s" in f], [f["predict_s"] for f in folds if "predict_s" in f]
 
 
+def run_speed_sample(record: dict) -> float | None:
+    """A run's geometric-mean fold time (fit + predict): its one speed sample when runs are pooled."""
+    folds = [f + p for f, p in zip(*_fold_times(record))]
+    return float(np.exp(np.mean(np.log(folds)))) if folds and min(folds) > 0 else None
+
+
 def timings(run: Run) -> dict:
     """Phase times of a run; with pooled repeats, folds of every repeat, and one speed sample per run."""
     members = [run, *run.repeats]
     t = run.record.get("timings") or {}
-    fits, predicts, per_run = [], [], []
+    fits, predicts = [], []
     for member in members:
         f, p = _fold_times(member.record)
         fits += f
         predicts += p
-        folds = [a + b for a, b in zip(f, p)]
-        if folds and min(folds) > 0:
-            per_run.append(float(np.exp(np.mean(np.log(folds)))))  # the run's geometric-mean fold time
+    per_run = [s for s in (run_speed_sample(m.record) for m in members) if s is not None]
     pooled = len(members) > 1
     totals = [(m.record.get("timings") or {}).get("total_s") for m in members]
     totals = [x for x in totals if x]
