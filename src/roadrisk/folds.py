@@ -49,12 +49,26 @@ class FoldResult:
         return {"fold": self.index, "rows_val": int(len(self.val_idx)), "rmse": round(self.rmse, 6)}
 
 
+def split(n_rows: int, folds: int, cv_seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The seed recipe's split: ``KFold(folds, shuffle=True, random_state=cv_seed)`` (42 by default).
+    Runs that share ``n_rows``, ``folds`` and ``cv_seed`` share every fold, which is what lets their
+    out-of-fold predictions be blended."""
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=cv_seed)
+    return list(splitter.split(np.arange(n_rows)))
+
+
+def fold_assignment(n_rows: int, folds: int, cv_seed: int) -> np.ndarray:
+    """For each row, the fold in which it is a validation row (0 .. folds-1)."""
+    assignment = np.empty(n_rows, dtype=np.int64)
+    for index, (_, val_idx) in enumerate(split(n_rows, folds, cv_seed)):
+        assignment[val_idx] = index
+    return assignment
+
+
 def plan(n_rows: int, folds: int, seed: int, model: str, params: dict, device: str, threads: int,
          matmul_precision: str = "highest") -> list[FoldSpec]:
-    """The seed recipe's split: KFold(shuffle=True) with the run's seed (42 by default)."""
-    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     return [FoldSpec(i, train_idx, val_idx, model, params, device, seed, threads, matmul_precision)
-            for i, (train_idx, val_idx) in enumerate(splitter.split(np.arange(n_rows)))]
+            for i, (train_idx, val_idx) in enumerate(split(n_rows, folds, seed))]
 
 
 def clip_risk(values: np.ndarray) -> np.ndarray:
