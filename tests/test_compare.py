@@ -158,7 +158,9 @@ def test_newer_schema_version(tmp_path, three_runs):
     newer = _write(tmp_path / "runs", "future", "r9", _record("future", schema=99))
     code, text = _compare(tmp_path, newer, three_runs / "docker" / "20260101T000100Z-bbbbbb",
                           three_runs / "native" / "20260101T000000Z-aaaaaa")
-    assert code == 0 and "newer roadrisk (schema_version 99 > 1)" in text
+    from roadrisk.records import SCHEMA_VERSION
+
+    assert code == 0 and f"newer roadrisk (schema_version 99 > {SCHEMA_VERSION})" in text
 
 
 def test_interrupted_run_is_shown_never_baseline(tmp_path):

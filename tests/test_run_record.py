@@ -201,13 +201,13 @@ def test_mocked_mps_fit_gets_float32_targets(monkeypatch):
     seen = {}
 
     class Recorder:
-        def fit(self, x, y, X_val=None, y_val=None):
+        def fit(self, x, y, X_val=None, y_val=None, cat_col_names=None):
             seen.update(y=y.dtype, y_val=y_val.dtype)
 
         def predict(self, x):
             return np.zeros(len(x))
 
-    spec = models.ModelSpec("stand-in", "", True, lambda p, d: {}, lambda *a: Recorder(), True)
+    spec = models.ModelSpec("stand-in", "", True, lambda p, d, r: {}, lambda *a: Recorder(), True)
     timer = lambda phase: __import__("contextlib").nullcontext()  # noqa: E731
     y = np.linspace(0, 1, 4)
     for device_name, expected in (("mps", np.float32), ("cpu", np.float64)):
@@ -235,7 +235,7 @@ def test_scikit_learn_fit_is_held_to_the_usable_cpus():
         def predict(self, x):
             return np.zeros(len(x))
 
-    spec = models.ModelSpec("stand-in", "", False, lambda p, d: {}, lambda *a: Recorder(), False)
+    spec = models.ModelSpec("stand-in", "", False, lambda p, d, r: {}, lambda *a: Recorder(), False)
     x, y = np.zeros((4, 2)), np.zeros(4)
     models.fit_predict(spec, {}, "cpu", 0, 1, x, y, x, y, x, lambda phase: contextlib.nullcontext())
     assert seen == [{1}]

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -44,6 +45,15 @@ def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_stream(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write`` gets an open binary file (e.g. for ``np.savez``, which would rename a path it is given)."""
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            write(handle)
+
+    _atomic_write(path, to_file)
 
 
 def atomic_write_json(path: Path, payload: dict, durable: bool = True) -> None:

@@ -21,6 +21,7 @@ from .device import DEVICES, PRECISIONS  # noqa: E402
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError  # noqa: E402
 from .models import MODELS  # noqa: E402
 from .profiles import DEFAULT_PROFILE, PROFILES  # noqa: E402
+from .recipes import RECIPES  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,15 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train with K-fold CV and write a run to runs/<label>/")
     train.add_argument("--data-dir", type=Path, help="folder with train.csv and test.csv "
                        "(and optionally synthetic_road_accidents_100k.csv); default: the embedded data")
-    train.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
-                       help=f"run size (default {DEFAULT_PROFILE}): " +
+    train.add_argument("--profile", choices=sorted(PROFILES),
+                       help=f"run size (default {DEFAULT_PROFILE}; full with --data-dir): " +
                        "; ".join(f"{p.name}: {p.purpose}" for p in PROFILES.values()))
     train.add_argument("--model", choices=sorted(MODELS), help="default: the profile's model")
+    train.add_argument("--recipe", choices=sorted(RECIPES),
+                       help="how the model trains (default: seed on full, fast on smoke/quick): " +
+                       "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()))
     train.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA, then MPS, then CPU")
     train.add_argument("--strict-device", action="store_true",
                        help="exit 3 instead of falling back to CPU when --device is unavailable")
     train.add_argument("--folds", type=_at_least_two, help="K in K-fold CV (default: the profile's)")
-    train.add_argument("--seed", type=_non_negative, default=42, help="seed for data, folds and models (default 42)")
+    train.add_argument("--seed", type=_non_negative, default=42, help="seed of the model's initialisation (default 42)")
+    train.add_argument("--cv-seed", type=_non_negative, default=42,
+                       help="seed of the folds, KFold's random_state (default 42, the seed's); runs blended "
+                            "together must share it")
+    train.add_argument("--data-seed", type=_non_negative, default=42,
+                       help="seed of the embedded data (default 42; ignored with --data-dir)")
     train.add_argument("--label", default="native", help="the environment's name in runs/ (default native)")
     train.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default runs/)")
     train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
@@ -88,7 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jobs", type=_positive, default=1,
                        help="folds run side by side in this many processes, sharing the CPU threads (default 1)")
     train.add_argument("--matmul-precision", choices=("auto", *PRECISIONS), default="auto",
-                       help="torch float32 matmul precision; auto: high (TF32) on CUDA, highest elsewhere")
+                       help="torch float32 matmul precision; auto: high (TF32) on CUDA with the fast recipe, "
+                            "highest otherwise")
+    train.add_argument("--save-models", action="store_true",
+                       help="keep each fold's fitted estimator in models/fold-N.pkl (pickle)")
+    train.add_argument("--dry-run", action="store_true",
+                       help="print and record the resolved configuration (parameters, features, folds, device), "
+                            "train nothing")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue an interrupted or failed run: its finished folds are kept, the rest trained")
 
     data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
     data.add_argument("--out", type=Path, required=True, help="folder to write into")
@@ -115,20 +132,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_train(args) -> int:
-    from .data import require_data_dir
-    from .trainer import TrainOptions, train
+def _given_flags(argv: list[str]) -> set[str]:
+    """The train options named on the command line (argparse alone cannot tell a default from a choice)."""
+    flags = {token.split("=", 1)[0] for token in argv if token.startswith("--")}
+    return {flag[2:].replace("-", "_") for flag in flags}
 
+
+def _cmd_train(args, argv: list[str]) -> int:
+    from .data import require_data_dir
+    from .trainer import TrainOptions, resume, train
+
+    command = shlex.join(["roadrisk", *argv])
     if args.data_dir is not None:
         require_data_dir(args.data_dir)  # before a run folder exists: a typo leaves nothing behind
     opts = TrainOptions(
-        data_dir=args.data_dir, profile=args.profile, model=args.model, device=args.device,
-        strict_device=args.strict_device, folds=args.folds, seed=args.seed, label=args.label,
-        runs_dir=args.runs_dir, jobs=args.jobs, param_overrides=dict(args.param),
-        matmul_precision=None if args.matmul_precision == "auto" else args.matmul_precision,
-        command=shlex.join(["roadrisk", *sys.argv[1:]]),
+        data_dir=args.data_dir, profile=args.profile, model=args.model, recipe=args.recipe, device=args.device,
+        strict_device=args.strict_device, folds=args.folds, seed=args.seed, cv_seed=args.cv_seed,
+        data_seed=args.data_seed, label=args.label, runs_dir=args.runs_dir, jobs=args.jobs,
+        param_overrides=dict(args.param), save_models=args.save_models, dry_run=args.dry_run,
+        matmul_precision=None if args.matmul_precision == "auto" else args.matmul_precision, command=command,
     )
-    return train(opts).exit_code
+    if args.resume is None:
+        return train(opts).exit_code
+    given = _given_flags(argv) | ({"param_overrides"} if args.param else set())
+    if "dry_run" in given:
+        raise RoadriskError("error: --resume with --dry-run: a resumed run trains. Fix: drop one of the two")
+    values = {name: getattr(opts, name) for name in given if hasattr(opts, name)}
+    if "data_dir" in values:
+        values["data_dir"] = args.data_dir.resolve()
+    return resume(args.resume, values, jobs=args.jobs if "jobs" in given else None, command=command).exit_code
 
 
 def _cmd_data(args) -> int:
@@ -180,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    handlers = {"train": _cmd_train, "data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare}
+    handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare}
     try:
+        if args.command == "train":
+            return _cmd_train(args, sys.argv[1:] if argv is None else list(argv))
         return handlers[args.command](args)
     except DataError as exc:
         print("\n".join(exc.problems), file=sys.stderr)

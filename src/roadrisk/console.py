@@ -39,6 +39,13 @@ class Console:
                 self.log_file.write(text + "\n")
                 self.log_file.flush()
 
+    def log_line(self, text: str) -> None:
+        """A line for train.log only (a terminal shows it in the live status line instead)."""
+        with self._lock:
+            if self.log_file:
+                self.log_file.write(text + "\n")
+                self.log_file.flush()
+
     def lines(self, texts) -> None:
         for text in texts:
             self.line(text)
@@ -67,26 +74,60 @@ class Console:
 
 
 class FoldProgress:
-    """Progress over folds: ``fold 2/5 fitting 14s, eta 1m10s`` with a ticker on terminals."""
+    """Progress over folds and, for torch models, over the epochs inside each fold: plain lines in
+    train.log (and on a stream that is not a terminal), a live line redrawn on a terminal."""
 
-    def __init__(self, console: Console, total: int, workers: int = 1):
+    def __init__(self, console: Console, total: int, workers: int = 1, done_before: int = 0):
         self.console = console
         self.total = total
         self.workers = workers
+        self.done_before = done_before  # folds a resumed run took from disk
         self.durations: list[float] = []
         self.started = time.perf_counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_epoch = ""
+
+    @property
+    def done(self) -> int:
+        return self.done_before + len(self.durations)
+
+    def epoch(self, index: int, event) -> None:
+        """One epoch of fold ``index`` finished (an ``epochs.EpochEvent``)."""
+        per_epoch = event.seconds_per_epoch
+        if event.max_epochs:
+            where = f"epoch {event.epoch}/{event.max_epochs}"
+            fold_left, bound = (event.max_epochs - event.epoch) * per_epoch, ""
+        else:  # early stopping alone: the earliest end is when patience runs out
+            where = f"epoch {event.epoch}"
+            fold_left, bound = (event.patience_left + 1) * per_epoch, ">= "
+        folds_after = max(0, self.total - self.done - self.workers)
+        fold_estimate = (sum(self.durations) / len(self.durations) if self.durations
+                         else (event.max_epochs or event.epoch + event.patience_left + 1) * per_epoch)
+        run_left = fold_left + folds_after * fold_estimate / self.workers
+        digits = event.digits
+        text = (f"fold {index + 1}/{self.total} {where}: val_rmse {event.val_rmse:.{digits}f}, "
+                f"best {event.best_rmse:.{digits}f} "
+                f"(epoch {event.best_epoch}), {per_epoch:.1f}s/epoch"
+                + (f", patience {event.patience_left} left" if event.patience_left is not None else "")
+                + f", fold eta {bound}{_fmt_seconds(fold_left)}, run eta {bound}{_fmt_seconds(run_left)}")
+        self._last_epoch = text
+        if self.console.tty:  # the live line shows it (redrawn by the ticker); the log keeps every epoch
+            self.console.log_line(text)
+            self.console.status(text)
+        else:
+            self.console.line(text)
 
     def eta(self, elapsed_in_fold: float = 0.0) -> str:
         if not self.durations:
             return "eta after the first fold"
         mean = sum(self.durations) / len(self.durations)
-        remaining = (self.total - len(self.durations)) * mean / self.workers - elapsed_in_fold
+        remaining = (self.total - self.done) * mean / self.workers - elapsed_in_fold
         return f"eta {_fmt_seconds(remaining)}"
 
     def fold_started(self, index: int) -> None:
         self._fold_start = time.perf_counter()
+        self._last_epoch = ""
         if not self.console.tty:
             self.console.line(f"progress: fold {index + 1}/{self.total} started, {self.eta()}")
             return
@@ -95,8 +136,8 @@ class FoldProgress:
         def tick():
             while not self._stop.wait(0.5):
                 elapsed = time.perf_counter() - self._fold_start
-                self.console.status(f"fold {index + 1}/{self.total} training {_fmt_seconds(elapsed)}, "
-                                    f"{self.eta(elapsed)}")
+                self.console.status(self._last_epoch + f" | {_fmt_seconds(elapsed)} in fold" if self._last_epoch else
+                                    f"fold {index + 1}/{self.total} training {_fmt_seconds(elapsed)}, {self.eta(elapsed)}")
 
         self._thread = threading.Thread(target=tick, daemon=True)
         self._thread.start()
@@ -109,9 +150,8 @@ class FoldProgress:
         self._halt_ticker()
         duration = time.perf_counter() - self._fold_start if duration is None else duration
         self.durations.append(duration)
-        done = len(self.durations)
         self.console.line(f"fold {index + 1}/{self.total}: rmse {rmse:.6f}, {duration:.1f}s, "
-                          f"{done}/{self.total} done, {self.eta()}")
+                          f"{self.done}/{self.total} done, {self.eta()}")
 
     def _halt_ticker(self) -> None:
         self._stop.set()

@@ -1,12 +1,16 @@
 """Folds as independent units of work: a ``FoldSpec`` in, a ``FoldResult`` out.
 
 Nothing here touches the run record or the terminal, so a parallel or distributed executor can
-call ``run_fold`` anywhere that has the features in memory.
+call ``run_fold`` anywhere that has the features in memory; what it learns along the way (epochs,
+the fitted model when asked for) travels back in the result.
 """
 
 from __future__ import annotations
 
+import gc
+import pickle
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
@@ -14,6 +18,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 from .device import float32_matmul_precision
+from .epochs import EpochEvent, observe_epochs
 from .features import FeatureSet
 from .models import MODELS, fit_predict
 
@@ -26,9 +31,12 @@ class FoldSpec:
     model: str
     params: dict
     device: str
-    seed: int
+    seed: int  # model initialisation
     threads: int
     matmul_precision: str = "highest"  # torch's float32 matmul setting during the fit (TF32 on CUDA)
+    categorical: tuple[str, ...] = ()  # named to pytabkit as cat_col_names
+    empty_cache: bool = True  # free the accelerator's cached memory after the fold, as the seed does
+    keep_model: bool = False  # send the fitted estimator back, pickled (--save-models)
 
 
 @dataclass
@@ -39,6 +47,8 @@ class FoldResult:
     test_pred: np.ndarray
     rmse: float
     timings: dict = field(default_factory=dict)  # fit, predict (seconds)
+    epochs: dict = field(default_factory=dict)  # epochs run, best epoch, its validation RMSE (torch models)
+    model_blob: bytes | None = None  # the pickled estimator, when the spec asked to keep it
 
     def timing_entry(self) -> dict:
         """This fold's line in run.json ``timings.folds``."""
@@ -46,7 +56,7 @@ class FoldResult:
 
     def metric_entry(self) -> dict:
         """This fold's line in run.json ``metrics.folds``."""
-        return {"fold": self.index, "rows_val": int(len(self.val_idx)), "rmse": round(self.rmse, 6)}
+        return {"fold": self.index, "rows_val": int(len(self.val_idx)), "rmse": round(self.rmse, 6), **self.epochs}
 
 
 def split(n_rows: int, folds: int, cv_seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -65,10 +75,10 @@ def fold_assignment(n_rows: int, folds: int, cv_seed: int) -> np.ndarray:
     return assignment
 
 
-def plan(n_rows: int, folds: int, seed: int, model: str, params: dict, device: str, threads: int,
-         matmul_precision: str = "highest") -> list[FoldSpec]:
-    return [FoldSpec(i, train_idx, val_idx, model, params, device, seed, threads, matmul_precision)
-            for i, (train_idx, val_idx) in enumerate(split(n_rows, folds, seed))]
+def plan(n_rows: int, folds: int, cv_seed: int, **settings) -> list[FoldSpec]:
+    """One FoldSpec per fold of ``split``; ``settings`` are the FoldSpec fields every fold shares."""
+    return [FoldSpec(index, train_idx, val_idx, **settings)
+            for index, (train_idx, val_idx) in enumerate(split(n_rows, folds, cv_seed))]
 
 
 def clip_risk(values: np.ndarray) -> np.ndarray:
@@ -79,7 +89,8 @@ def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(y_true, float) - np.asarray(y_pred, float)) ** 2)))
 
 
-def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray) -> FoldResult:
+def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray,
+             on_epoch: Callable[[EpochEvent], None] | None = None) -> FoldResult:
     timings: dict[str, float] = {}
 
     @contextmanager
@@ -91,12 +102,35 @@ def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray) -> FoldRe
             timings[phase] = time.perf_counter() - start
 
     x = features.train
-    model = MODELS[spec.model]
-    with float32_matmul_precision(spec.matmul_precision) if model.uses_torch else nullcontext():
-        val_pred, test_pred = fit_predict(
-            model, spec.params, spec.device, spec.seed, spec.threads,
-            x.iloc[spec.train_idx], target[spec.train_idx], x.iloc[spec.val_idx], target[spec.val_idx],
-            features.test, timer,
-        )
+    model_spec = MODELS[spec.model]
+    epoch_plan = model_spec.epoch_plan(spec.params) if model_spec.epoch_plan else None
+    precision = float32_matmul_precision(spec.matmul_precision) if model_spec.uses_torch else nullcontext()
+    epochs = observe_epochs(on_epoch, *epoch_plan) if epoch_plan else nullcontext()
+    try:
+        with precision, epochs as tracker:
+            val_pred, test_pred, model = fit_predict(
+                model_spec, spec.params, spec.device, spec.seed, spec.threads,
+                x.iloc[spec.train_idx], target[spec.train_idx], x.iloc[spec.val_idx], target[spec.val_idx],
+                features.test, timer, spec.categorical,
+            )
+        blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL) if spec.keep_model else None
+        del model
+    finally:
+        if model_spec.uses_torch and spec.empty_cache:
+            _empty_accelerator_cache(spec.device)
     val_pred, test_pred = clip_risk(val_pred), clip_risk(test_pred)
-    return FoldResult(spec.index, spec.val_idx, val_pred, test_pred, rmse(target[spec.val_idx], val_pred), timings)
+    return FoldResult(spec.index, spec.val_idx, val_pred, test_pred, rmse(target[spec.val_idx], val_pred), timings,
+                      tracker.summary() if tracker else {}, blob)
+
+
+def _empty_accelerator_cache(device: str) -> None:
+    """What the seed does between folds: drop the fold's tensors and hand cached memory back."""
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+    elif device == "mps":
+        import torch
+
+        torch.mps.empty_cache()

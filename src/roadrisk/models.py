@@ -1,8 +1,8 @@
 """The model registry: adding a model is adding one ``ModelSpec`` entry.
 
-Each spec knows how to build its estimator and which parameters fit a profile and a device. The
-defaults live in one table per model; ``--set``-style overrides are merged on top and the final
-values are what ``run.json`` records.
+Each spec knows how to build its estimator and which parameters fit a profile, a device and a
+recipe (``recipes.py``). The defaults live in one function per model; ``--param`` overrides are
+merged on top and the final values are what ``run.json`` records.
 """
 
 from __future__ import annotations
@@ -20,13 +20,17 @@ class ModelSpec:
     name: str
     description: str
     uses_torch: bool
-    defaults: Callable[[str, str], dict]  # (profile, device) -> parameters
+    defaults: Callable[[str, str, str], dict]  # (profile, device, recipe) -> parameters
     build: Callable[[dict, str, int, int], Any]  # (params, device, seed, threads) -> estimator
     wants_validation: bool  # fit(X, y, X_val=..., y_val=...) like pytabkit
+    # (max epochs or None for no cap, early-stopping patience or None) for these parameters; None: no epochs
+    epoch_plan: Callable[[dict], tuple[int | None, int | None]] | None = None
 
 
 # ---------------------------------------------------------------- TabM (the seed recipe)
 
+# The seed script's TabM_D_Regressor, all 15 parameters it sets; everything else is pytabkit's default
+# (no epoch cap: training stops after 16 epochs without a better validation RMSE).
 TABM_SEED_RECIPE = dict(
     arch_type="tabm-mini", tabm_k=32, n_blocks=5, d_block=432, dropout=0.0, num_emb_type="pwl",
     d_embedding=24, num_emb_n_bins=112, lr=0.000624068703424289, weight_decay=0.0019090968357478807,
@@ -34,8 +38,10 @@ TABM_SEED_RECIPE = dict(
 )
 
 
-def _tabm_defaults(profile: str, device: str) -> dict:
+def _tabm_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
     params = dict(TABM_SEED_RECIPE)
+    if recipe == "seed":
+        return params
     if profile == "full":
         params["n_epochs"] = 20  # the anchor run reached 0.04971 against a 0.04969 floor in 20 epochs
     else:
@@ -50,6 +56,10 @@ def _tabm_defaults(profile: str, device: str) -> dict:
     return params
 
 
+def _tabm_epochs(params: dict) -> tuple[int | None, int | None]:
+    return params.get("n_epochs"), params.get("patience", 16)  # pytabkit's TabM: no cap, patience 16
+
+
 def _build_tabm(params: dict, device: str, seed: int, threads: int):
     from pytabkit import TabM_D_Regressor
 
@@ -58,7 +68,9 @@ def _build_tabm(params: dict, device: str, seed: int, threads: int):
 
 # ---------------------------------------------------------------- RealMLP
 
-def _realmlp_defaults(profile: str, device: str) -> dict:
+def _realmlp_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
+    if recipe == "seed":  # the seed has no RealMLP: pytabkit's published RealMLP-TD defaults, untouched
+        return {}
     # Smoke folds hold ~1k rows: a few optimiser steps per epoch, so it needs more epochs to learn at all.
     params: dict = {"n_epochs": {"smoke": 30, "quick": 10}.get(profile, 16), "batch_size": 256}
     if device in ("cuda", "mps"):
@@ -69,6 +81,10 @@ def _realmlp_defaults(profile: str, device: str) -> dict:
     return params
 
 
+def _realmlp_epochs(params: dict) -> tuple[int | None, int | None]:
+    return params.get("n_epochs", 256), None  # RealMLP trains every epoch and keeps the best one
+
+
 def _build_realmlp(params: dict, device: str, seed: int, threads: int):
     from pytabkit import RealMLP_TD_Regressor
 
@@ -77,8 +93,8 @@ def _build_realmlp(params: dict, device: str, seed: int, threads: int):
 
 # ---------------------------------------------------------------- HistGradientBoosting
 
-def _hgb_defaults(profile: str, device: str) -> dict:
-    # Shallow, well-regularised trees: the signal is a few additive steps, and deep trees chase noise
+def _hgb_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
+    # The same in both recipes: a CPU model has no device speed-ups to drop. Shallow, well-regularised trees: the signal is a few additive steps, and deep trees chase noise
     # (default settings land 2% above the floor on the quick data, these 0.4%).
     # Smoke folds hold ~1k rows, where leaves of 100 rows cannot resolve the five steps.
     return dict(max_iter=300 if profile == "full" else 200, learning_rate=0.05, max_leaf_nodes=7,
@@ -94,8 +110,10 @@ def _build_hgb(params: dict, device: str, seed: int, threads: int):
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("tabm", "pytabkit TabM_D_Regressor (the seed recipe)", True, _tabm_defaults, _build_tabm, True),
-        ModelSpec("realmlp", "pytabkit RealMLP_TD_Regressor", True, _realmlp_defaults, _build_realmlp, True),
+        ModelSpec("tabm", "pytabkit TabM_D_Regressor (the seed's model)", True, _tabm_defaults, _build_tabm, True,
+                  _tabm_epochs),
+        ModelSpec("realmlp", "pytabkit RealMLP_TD_Regressor", True, _realmlp_defaults, _build_realmlp, True,
+                  _realmlp_epochs),
         ModelSpec("hgb", "scikit-learn HistGradientBoostingRegressor (CPU baseline)", False, _hgb_defaults,
                   _build_hgb, False),
     )
@@ -103,8 +121,9 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def fit_predict(spec: ModelSpec, params: dict, device: str, seed: int, threads: int,
-                x_train, y_train, x_val, y_val, x_test, timer) -> tuple[np.ndarray, np.ndarray]:
-    """Fit on one fold and predict its validation rows and the test rows (timed by ``timer``)."""
+                x_train, y_train, x_val, y_val, x_test, timer, categorical: tuple[str, ...] = ()):
+    """Fit on one fold and predict its validation rows and the test rows (timed by ``timer``).
+    Returns (validation predictions, test predictions, the fitted estimator)."""
     model = spec.build(params, device, seed, threads)
     if device == "mps":  # MPS has no float64: hand the library float32 targets (features already are)
         y_train, y_val = np.asarray(y_train, np.float32), np.asarray(y_val, np.float32)
@@ -113,13 +132,14 @@ def fit_predict(spec: ModelSpec, params: dict, device: str, seed: int, threads: 
     with _openmp_threads(None if spec.uses_torch else threads):
         with timer("fit"):
             if spec.wants_validation:
-                model.fit(x_train, y_train, X_val=x_val, y_val=y_val)
+                # The categorical columns are named, as the seed does (cat_col_names), not left to dtype sniffing.
+                model.fit(x_train, y_train, X_val=x_val, y_val=y_val, cat_col_names=list(categorical) or None)
             else:
                 model.fit(x_train, y_train)
         with timer("predict"):
             val_pred = np.asarray(model.predict(x_val), dtype=float).reshape(-1)
             test_pred = np.asarray(model.predict(x_test), dtype=float).reshape(-1)
-    return val_pred, test_pred
+    return val_pred, test_pred, model
 
 
 def _openmp_threads(limit: int | None):

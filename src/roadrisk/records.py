@@ -6,6 +6,9 @@ stops the process (Ctrl-C, a crash, a killed container) leaves a readable record
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import re
 import secrets
 import subprocess
@@ -17,7 +20,9 @@ from pathlib import Path
 from .atomic import atomic_write_json
 from .errors import RoadriskError
 
-SCHEMA_VERSION = 1
+# 2: config.seed is the model's seed alone, beside config.cv_seed (folds) and config.data_seed;
+# config.recipe, kind, host, pid, outputs.folds and resumes were added.
+SCHEMA_VERSION = 2
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
 LIBRARY_LOG_FILE = "library.log"
@@ -25,6 +30,14 @@ OOF_FILE = "oof.csv"
 SUBMISSION_FILE = "submission.csv"
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PACKAGES = ("torch", "pytabkit", "numpy", "pandas", "scikit-learn", "scipy", "pytorch-lightning", "roadrisk")
+
+
+def record_field(record: dict, path: tuple[str, ...]):
+    """A nested value of a run record, None where any level is missing."""
+    value = record
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def now_iso() -> str:
@@ -69,8 +82,6 @@ def package_versions() -> dict:
 
 
 def git_commit() -> str | None:
-    import os
-
     if os.environ.get("ROADRISK_GIT_COMMIT"):  # set by the images, which carry no .git
         return os.environ["ROADRISK_GIT_COMMIT"]
     try:
@@ -84,13 +95,17 @@ def git_commit() -> str | None:
 class RunRecord:
     """The ``run.json`` of one run, saved atomically on every change of substance."""
 
-    def __init__(self, run_dir: Path, label: str):
+    def __init__(self, run_dir: Path, label: str, kind: str = "train"):
         self.run_dir = run_dir
         self.data: dict = {
             "schema_version": SCHEMA_VERSION,
+            "kind": kind,
             "run_id": run_dir.name,
             "label": label,
             "status": "running",
+            # Which process writes this record: a "running" record whose process is gone was killed.
+            "host": platform.node(),
+            "pid": os.getpid(),
             "started_at": now_iso(),
             "ended_at": None,
             "git_commit": git_commit(),
@@ -106,16 +121,51 @@ class RunRecord:
             "error": None,
         }
 
+    @classmethod
+    def load(cls, run_dir: Path) -> RunRecord:
+        """The record of an existing run (for --resume); one clear line when there is none."""
+        path = Path(run_dir) / RUN_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RoadriskError(f"error: --resume {run_dir}: no {RUN_FILE} there. Fix: pass a run folder written by "
+                                "roadrisk train, such as runs/native/<run-id>") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RoadriskError(f"error: {path}: unreadable ({exc}). Fix: start a new run") from None
+        if not isinstance(data, dict) or data.get("kind", "train") != "train":
+            raise RoadriskError(f"error: --resume {run_dir}: not a training run. Fix: pass a folder written by "
+                                "roadrisk train")
+        record = cls.__new__(cls)
+        record.run_dir = Path(run_dir)
+        record.data = data
+        return record
+
+    def process_alive(self) -> bool:
+        """Whether the process that wrote this record still runs (same host only; elsewhere: unknown, say no)."""
+        if self.data.get("host") != platform.node() or not isinstance(self.data.get("pid"), int):
+            return False
+        try:
+            os.kill(self.data["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return self.data["pid"] != os.getpid()
+
     def __getitem__(self, key):
         return self.data[key]
 
     def __setitem__(self, key, value):
         self.data[key] = value
 
+    # A resumed run holds its saves until its checks pass: a refused --resume leaves the record as it was.
+    hold_saves = False
+
     def save(self, durable: bool = False) -> None:
         # Milestone saves only need atomicity (a killed process leaves the last one whole); the
         # final save is also flushed to disk, as every kept output is.
-        atomic_write_json(self.run_dir / RUN_FILE, self.data, durable=durable)
+        if not self.hold_saves:
+            atomic_write_json(self.run_dir / RUN_FILE, self.data, durable=durable)
 
     def finish(self, status: str, error: str | None = None) -> None:
         self.data["status"] = status

@@ -30,13 +30,13 @@ def markdown(result: dict, messages: list[str]) -> str:
     out = ["# roadrisk compare", "",
            f"generated_at: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
            f"baseline: {result['baseline']}", f"runs: {len(runs)}", ""]
-    out += ["## Runs", "", "| run | run id | runs pooled | status | device | profile | model | folds | data | commit |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    out += ["## Runs", "", "| run | run id | runs pooled | status | device | profile | model | recipe | folds | cv seed "
+            "| data | commit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         status = r["status"] + (" (baseline)" if r["baseline"] else "")
         out.append(f"| {r['name']} | {r['run_id']} | {r['timings']['runs']} | {status} | {r['device']} | {r['profile']} "
-                   f"| {r['model']} "
-                   f"| {r['folds']} | {r['source']} {r['fingerprint']} | {(r['commit'] or '–')[:10]} |")
+                   f"| {r['model']} | {r['recipe']} | {r['folds']} | {r['cv_seed']} "
+                   f"| {r['source']} {r['fingerprint']} | {(r['commit'] or '–')[:10]} |")
     for r in runs:
         if r["status"] != "complete":
             out.append(f"\n> {r['name']} is **{r['status']}**: {r['error'] or 'no reason recorded'}. "

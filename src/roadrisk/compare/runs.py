@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..records import RUN_FILE, SCHEMA_VERSION
+from ..records import RUN_FILE, SCHEMA_VERSION, record_field
 
 
 @dataclass
@@ -68,7 +68,7 @@ def read_run(run_dir: Path) -> tuple[Run | None, str | None]:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         return None, (f"error: {path}: written by a newer roadrisk (schema_version {version} > {SCHEMA_VERSION}). "
                       "Fix: upgrade roadrisk to compare it")
-    return Run(Path(run_dir), record), None
+    return Run(Path(run_dir), upgrade(record)), None
 
 
 def select_explicit(run_dirs: list[Path]) -> Selection:
@@ -83,16 +83,20 @@ def select_explicit(run_dirs: list[Path]) -> Selection:
 
 
 # What makes two runs answer the same question: speed-ups and row-level comparisons need these equal.
+# The model's own seed is not among them: runs that differ only in it are the repeats a blend averages.
 COMPARABLE_FIELDS = (("data fingerprint", ("data", "fingerprint")), ("profile", ("config", "profile")),
-                     ("model", ("config", "model")), ("folds", ("config", "folds")), ("seed", ("config", "seed")))
+                     ("model", ("config", "model")), ("recipe", ("config", "recipe")), ("folds", ("config", "folds")),
+                     ("cv_seed", ("config", "cv_seed")))
 
 
-def record_field(record: dict, path: tuple[str, ...]):
-    """A nested value of a run record, None where any level is missing."""
-    value = record
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
+def upgrade(record: dict) -> dict:
+    """Read a schema-1 record as a schema-2 one: its single seed drove the folds too, and it had no recipe."""
+    if record.get("schema_version", 1) < 2 and isinstance(record.get("config"), dict):
+        config = record["config"]
+        config.setdefault("cv_seed", config.get("seed"))
+        config.setdefault("recipe", "fast")  # what every run of that version trained with
+    record.setdefault("kind", "train")
+    return record
 
 
 def _setup(run: Run) -> tuple:
@@ -119,6 +123,8 @@ def select_latest(runs_dir: Path, pool: bool = False) -> Selection:
             run, problem = read_run(candidate)
             if problem:
                 selection.messages.append(problem.replace("error:", "skipped:", 1))
+                continue
+            if run.status == "dry-run":  # a plan, not a result
                 continue
             if run.complete and chosen is None:
                 chosen = run
