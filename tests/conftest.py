@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,32 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "roadrisk", *args], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Configure a pretend machine by patching what torch and the OS report."""
+
+    def configure(*, os_name="Linux", arch="x86_64", mac_version="", rosetta=False, in_container=False,
+                  mps_built=False, mps_available=False, cuda=False, cuda_build=None):
+        import torch
+
+        from roadrisk import environment
+
+        monkeypatch.setattr(environment.platform, "system", lambda: os_name)
+        monkeypatch.setattr(environment.platform, "machine", lambda: arch)
+        monkeypatch.setattr(environment.platform, "mac_ver", lambda: (mac_version, ("", "", ""), ""))
+        monkeypatch.setattr(environment, "macos_translated", lambda: rosetta)
+        monkeypatch.setattr(environment, "detect_container",
+                            lambda root=None: (True, "/.dockerenv exists (Docker)") if in_container
+                            else (False, "no container markers"))
+        monkeypatch.setattr(torch.backends.mps, "is_built", lambda: mps_built)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps_available)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 if cuda else 0)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(
+            name="NVIDIA H100 80GB HBM3", total_memory=80 * 2**30, major=9, minor=0))
+        monkeypatch.setattr(torch.version, "cuda", cuda_build)
+        return environment.collect()
+
+    return configure
