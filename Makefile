@@ -55,6 +55,10 @@ doctor: $(NOX) ## Print this machine's environment block and device choice
 test: $(NOX) ## Run the whole test suite
 	@$(NOX) -s tests
 
+.PHONY: check-platforms
+check-platforms: $(NOX) ## Resolve every platform's pinned dependencies, every Python, no install (docs/platforms.md)
+	@$(NOX) -s check_platforms
+
 .PHONY: lint
 lint: $(NOX) ## ruff and hadolint
 	@$(NOX) -s lint

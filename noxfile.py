@@ -9,12 +9,15 @@ Knobs (environment variables, passed through by make):
   TORCH=cpu|cuda                 which torch build the Linux host venv gets (default cpu; macOS: PyPI's, with MPS)
   TORCH_INDEX_URL                where the CPU build comes from (default PyTorch's CPU index; "none" for none)
   WHEELHOUSE                     a folder of wheels pip may install from (offline machines)
+
+Which torch a machine gets is src/roadrisk/platforms.py's table (docs/platforms.md), loaded here by path.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -26,41 +29,42 @@ import nox
 
 nox.options.sessions = ["run_native"]
 nox.options.error_on_missing_interpreters = True
-nox.options.default_venv_backend = "venv"  # pip-based: uv would pull CUDA torch (FIELD-NOTES §3)
+nox.options.default_venv_backend = "venv"  # pip-based: uv would pull CUDA torch (docs/platforms.md)
 
 ROOT = Path(__file__).resolve().parent
 HOST_VENV = Path(os.environ.get("ROADRISK_VENV", ROOT / ".nox" / "host"))
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
-TORCH_VERSION = "2.13.0"
-DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def _load_platform_table():
+    """src/roadrisk/platforms.py, by path: the host venv needs its answer before any venv (or roadrisk) exists."""
+    spec = importlib.util.spec_from_file_location("roadrisk_platform_table", ROOT / "src" / "roadrisk" / "platforms.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+platforms = _load_platform_table()
 
 
 # ---------------------------------------------------------------- the host venv
 
-def _torch_requirement() -> tuple[list[str], str]:
-    """pip arguments for the torch build that fits this host, and a one-line why."""
-    if sys.platform == "darwin":
-        return [f"torch=={TORCH_VERSION}"], "macOS: PyPI's wheel (built with MPS)"
-    variant = os.environ.get("TORCH") or "cpu"
-    if variant == "cuda":
-        return [f"torch=={TORCH_VERSION}"], "TORCH=cuda: PyPI's Linux wheel (the CUDA build)"
-    if variant != "cpu":
-        raise SystemExit(f"error: TORCH={variant}: use TORCH=cpu or TORCH=cuda")
-    args = [f"torch=={TORCH_VERSION}+cpu"]
-    if platform.machine() in ("aarch64", "arm64"):  # Linux arm64 wheels on PyPI are CPU-only already
-        return [f"torch=={TORCH_VERSION}"], "Linux arm64: PyPI's wheel (CPU)"
-    if _local_wheel_dirs():
-        return args, f"CPU build from the local wheelhouse {', '.join(_local_wheel_dirs())}"
-    index = os.environ.get("TORCH_INDEX_URL") or DEFAULT_TORCH_INDEX
-    if index != "none":
-        args += ["--extra-index-url", index]
-    return args, f"CPU build ({index or 'from the configured indexes'})"
+def _torch_index() -> str:
+    return os.environ.get("TORCH_INDEX_URL") or platforms.CPU_INDEX  # make exports unset variables as ""
 
 
-def _local_wheel_dirs() -> list[str]:
-    """Wheelhouses (WHEELHOUSE, pip's find-links) that already hold the CPU torch wheel."""
-    dirs = [os.environ.get("WHEELHOUSE", "")] + os.environ.get("PIP_FIND_LINKS", "").split()
-    return [d for d in dirs if d and glob.glob(os.path.join(d, f"torch-{TORCH_VERSION}+cpu-*.whl"))]
+def _torch_for_this_host(session: nox.Session):
+    """This host's row of the platform table, the pip arguments for its torch, and where it comes from.
+    A machine the table does not cover stops here, in one line, before anything is downloaded."""
+    try:
+        row = platforms.this_machine(os.environ.get("TORCH") or "")
+        platforms.check_python(row, platform.python_version())
+    except platforms.Unsupported as error:
+        session.error(str(error))
+    args, source = platforms.torch_pip_args(row, platforms.python_tag(), platforms.wheelhouses(os.environ),
+                                            _torch_index())
+    return row, args, source
 
 
 def _pip_sources() -> list[str]:
@@ -68,30 +72,38 @@ def _pip_sources() -> list[str]:
     return ["--find-links", wheelhouse] if wheelhouse else []
 
 
-def _stamp(torch_args: list[str]) -> str:
-    """What the venv's contents depend on: the pins, the declared dependencies, the torch choice.
-    (Not all of pyproject.toml: a lint setting must not cost a one-minute rebuild.)"""
-    import tomllib
-
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    digest = hashlib.sha256(CONSTRAINTS.read_bytes())
-    digest.update(json.dumps([project.get("dependencies"), project.get("optional-dependencies"), torch_args,
-                              sys.version], sort_keys=True).encode())
+def _stamp(torch_args: list[str], constraints: str) -> str:
+    """What the venv's contents depend on: the pins, the [project] tables, the torch choice.
+    (Not all of pyproject.toml: a lint setting must not cost a one-minute rebuild. Read as text:
+    tomllib is Python 3.11+, and nox may run on 3.10.)"""
+    project, in_project = [], False
+    for line in (ROOT / "pyproject.toml").read_text().splitlines():
+        if line.startswith("["):
+            in_project = line.startswith("[project")
+        if in_project:
+            project.append(line)
+    digest = hashlib.sha256(constraints.encode())
+    digest.update(json.dumps([project, torch_args, sys.version]).encode())
     return digest.hexdigest()
 
 
 def host_venv(session: nox.Session) -> Path:
     """Create or refresh the shared host venv; return its bin directory."""
-    torch_args, why = _torch_requirement()
+    row, torch_args, source = _torch_for_this_host(session)
+    constraints = platforms.constraints_for(row, CONSTRAINTS.read_text())
     bin_dir = HOST_VENV / ("Scripts" if os.name == "nt" else "bin")
     stamp_file = HOST_VENV / ".roadrisk-stamp"
-    stamp = _stamp(torch_args)
+    stamp = _stamp(torch_args, constraints)
     if not (stamp_file.is_file() and stamp_file.read_text() == stamp):
-        session.log(f"building the host venv at {HOST_VENV}; torch: {why}")
+        session.log(f"building the host venv at {HOST_VENV}; {row.machine}: {source}")
+        if row.older:
+            session.warn(f"torch {row.torch}, not the project's {platforms.PROJECT_TORCH}: {row.why}")
         session.run(sys.executable, "-m", "venv", "--clear", str(HOST_VENV), external=True)
-        pip = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *_pip_sources()]
+        (HOST_VENV / "constraints.txt").write_text(constraints)  # the lock, with this row's companions
+        pip = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *_pip_sources(),
+               "-c", str(HOST_VENV / "constraints.txt")]
         session.run(*pip, *torch_args, external=True)
-        session.run(*pip, "-c", str(CONSTRAINTS), "-e", f"{ROOT}[test]", external=True)
+        session.run(*pip, "-e", f"{ROOT}[test]", external=True)
         stamp_file.write_text(stamp)
     return bin_dir
 
@@ -158,6 +170,96 @@ def lint(session: nox.Session) -> None:
     dockerfiles = sorted(glob.glob(str(ROOT / "docker" / "Dockerfile*")))
     if dockerfiles:
         session.run("hadolint", *dockerfiles)
+
+
+# ---------------------------------------------------------------- the platform matrix
+
+# uv resolves for a target platform and Python from metadata alone. pip cannot stand in: its --platform
+# filters wheel tags but evaluates markers for the machine it runs on (docs/platforms.md).
+UV = "uv==0.13.9"
+
+
+@nox.session(name="check_platforms")
+def check_platforms(session: nox.Session) -> None:
+    """Resolve every platform row's pinned dependencies for every Python, without installing anything."""
+    import concurrent.futures
+    import tempfile
+
+    session.install(UV)
+    uv = str(Path(session.bin) / "uv")
+    index = _torch_index()
+    index_up = index != "none" and _answers(index)
+    session.log(f"PyTorch's CPU index {index}: {'answers' if index_up else 'unreachable, CPU rows use a stand-in'}")
+    jobs = [(row, python) for row in platforms.ROWS for python in platforms.PYTHONS]
+    with tempfile.TemporaryDirectory() as work, concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: _check_row(uv, *job, index if index_up else "", Path(work)), jobs))
+    print(f"{'platform':<58} {'python':<7} {'torch':<12} {'numpy':<7} {'pandas':<7} from")
+    failures = []
+    for (row, python), (torch, pins, note, problem) in zip(jobs, results):
+        print(f"{row.machine[:58]:<58} {python:<7} {torch:<12} {pins.get('numpy', '-'):<7} {pins.get('pandas', '-'):<7} "
+              + (f"FAIL: {problem}" if problem else note))
+        if problem:
+            failures.append(f"{row.machine}, Python {python}: {problem}")
+    if failures:
+        session.error(f"{len(failures)} platform rows do not resolve; first: {failures[0]}")
+    session.log(f"{len(jobs)} platform rows x Pythons checked: each resolves, with its known companions")
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url.rstrip("/") + "/torch/", timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _check_row(uv: str, row, python: str, index: str, work: Path) -> tuple[str, dict, str, str]:
+    """Resolve one row for one Python: (torch resolved, pins, where torch came from, problem or "")."""
+    import subprocess
+
+    if python not in row.pythons:
+        return "-", {}, f"not offered: the row covers Python {row.pythons[0]} to {row.pythons[-1]}", ""
+    requirement, extra, source = row.requirement, [], "PyPI"
+    if row.from_cpu_index:
+        held = next((d for d in platforms.wheelhouses(os.environ)
+                     if platforms.wheel_in(d, row, platforms.python_tag(python))), None)
+        if held:
+            extra, source = ["--find-links", held], f"wheelhouse {held}"
+        elif index:
+            extra, source = ["--extra-index-url", index, "--index-strategy", "unsafe-best-match"], index
+        else:  # the rest of the set is still checked; the +cpu wheel itself is not
+            requirement, source = f"torch=={row.torch}", "stand-in: PyPI's build (the CPU index is unreachable)"
+    stem = work / f"{row.key}-{python}"
+    Path(f"{stem}.in").write_text(requirement + "\n")
+    Path(f"{stem}.constraints").write_text(platforms.constraints_for(row, CONSTRAINTS.read_text()))
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}  # the target Python is named, not run
+    if row.macos_from:  # the oldest macOS of the row: wheels for it serve every newer one
+        env["MACOSX_DEPLOYMENT_TARGET"] = ".".join(map(str, row.macos_from))
+    done = subprocess.run([uv, "pip", "compile", str(ROOT / "pyproject.toml"), "--extra", "test", f"{stem}.in",
+                           "-c", f"{stem}.constraints", "--python-platform", row.target, "--python-version", python,
+                           "--only-binary", ":all:", "--no-header", "--no-annotate", "--quiet", *extra],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return "-", {}, source, _first_cause(done.stderr)
+    pins = platforms.resolved_pins(done.stdout)
+    torch = pins.get("torch", "-")
+    problems = platforms.companion_violations(pins)
+    if torch != requirement.split("==")[1]:
+        problems.append(f"resolved torch {torch}, the table says {requirement}")
+    cuda = sorted(name for name in pins if name.startswith(("nvidia-", "cuda-", "triton")))
+    if row.from_cpu_index and requirement == row.requirement and cuda:
+        problems.append(f"the CPU build pulls CUDA wheels: {', '.join(cuda[:3])}")
+    return torch, pins, source, "; ".join(problems)
+
+
+def _first_cause(stderr: str) -> str:
+    """The resolver's first reason, which names the package: 'Because torch==2.13.0 has no wheels ...'."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    cause = next((line for line in lines if line.startswith("cause:")), None) or next(
+        (line for line in lines if line.startswith("error:")), lines[-1] if lines else "uv failed, no output")
+    return cause.removeprefix("cause:").strip().split(", we can conclude")[0]
 
 
 # ---------------------------------------------------------------- container sessions
@@ -230,7 +332,8 @@ def _fill_wheelhouse() -> None:
     import shutil
 
     WHEELHOUSE_IN_CONTEXT.mkdir(parents=True, exist_ok=True)
-    source = os.environ.get("WHEELHOUSE") or next(iter(_local_wheel_dirs()), "")
+    source = os.environ.get("WHEELHOUSE") or next(
+        (d for d in platforms.wheelhouses(os.environ) if glob.glob(os.path.join(d, "torch-*.whl"))), "")
     for wheel in glob.glob(os.path.join(source, "*.whl")) if source else []:
         target = WHEELHOUSE_IN_CONTEXT / os.path.basename(wheel)
         if not target.exists():
@@ -249,7 +352,7 @@ def build_image(session: nox.Session, variant: str) -> str:
                          success_codes=[0, 128]) or "unknown"
     args = ["build", "--network=host", "-f", dockerfile, "-t", tag,
             "--build-arg", f"BASE_IMAGE={_base_image()}", "--build-arg", f"GIT_COMMIT={commit.strip() or 'unknown'}",
-            "--build-arg", f"TORCH_INDEX_URL={os.environ.get('TORCH_INDEX_URL') or DEFAULT_TORCH_INDEX}"]
+            "--build-arg", f"TORCH_INDEX_URL={_torch_index()}"]
     if os.environ.get("PIP_CERT") and os.path.isfile(os.environ["PIP_CERT"]):
         args += ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"]
     session.log(f"building {tag} from {dockerfile} on {_base_image()}")

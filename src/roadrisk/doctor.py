@@ -11,7 +11,7 @@ BLOCK_KEYS = (
     "python", "os", "platform", "machine", "macos_version", "rosetta", "torch", "torch_cuda_build",
     "cuda_available", "cuda_device_count", "gpu_name", "gpu_memory_gb", "gpu_capability",
     "mps_built", "mps_available", "in_container", "container_evidence", "cpu_model",
-    "cpu_count_host", "cpu_count", "cpu_count_source",
+    "cpu_count_host", "cpu_count", "cpu_count_source", "torch_platform",
 )
 
 

@@ -12,6 +12,8 @@ import platform
 import sys
 from pathlib import Path
 
+from . import platforms
+
 
 def detect_container(root: Path = Path("/")) -> tuple[bool, str]:
     """Whether this process runs inside a Linux container, and the evidence for the answer."""
@@ -121,6 +123,16 @@ def torch_facts() -> dict:
     return facts
 
 
+def installed_torch() -> str | None:
+    """The installed torch's version, read from its metadata: no import, so an hgb run stays fast."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 # What the torch fields hold when torch was not loaded: a scikit-learn model's run has no use for it,
 # and importing it cost ~1 s of a 3-second run.
 TORCH_NOT_LOADED = {key: None for key in ("torch", "torch_cuda_build", "cuda_available", "cuda_device_count", "gpu_name",
@@ -146,4 +158,7 @@ def collect(with_torch: bool = True) -> dict:
         "cpu_count_source": cpus_how,
     }
     facts.update(torch_facts() if with_torch else TORCH_NOT_LOADED)
+    # Whether this platform forced an older torch than the project's, and why (docs/platforms.md).
+    facts["torch_platform"] = platforms.torch_note(facts["os"], facts["machine"], platform.mac_ver()[0],
+                                                   facts["rosetta"], installed_torch())
     return facts
