@@ -9,6 +9,7 @@ Knobs (environment variables, passed through by make):
   TORCH=cpu|cuda                 which torch build the Linux host venv gets (default cpu; macOS: PyPI's, with MPS)
   TORCH_INDEX_URL                where the CPU build comes from (default PyTorch's CPU index; "none" for none)
   WHEELHOUSE                     a folder of wheels pip may install from (offline machines)
+  PLATFORMS                      docker build --platform for the images (e.g. linux/arm64)
 
 Which torch a machine gets is src/roadrisk/platforms.py's table (docs/platforms.md), loaded here by path.
 """
@@ -323,6 +324,8 @@ def _base_image() -> str:
 
     if os.environ.get("BASE_IMAGE"):
         return os.environ["BASE_IMAGE"]
+    if os.environ.get("PLATFORMS"):  # the offline base is made for this engine's architecture alone
+        return "python:3.11-slim"
     local = subprocess.run([docker_cli(), "image", "inspect", LOCAL_BASE_IMAGE], capture_output=True)
     return LOCAL_BASE_IMAGE if local.returncode == 0 else "python:3.11-slim"
 
@@ -353,15 +356,20 @@ def build_image(session: nox.Session, variant: str) -> str:
     args = ["build", "--network=host", "-f", dockerfile, "-t", tag,
             "--build-arg", f"BASE_IMAGE={_base_image()}", "--build-arg", f"GIT_COMMIT={commit.strip() or 'unknown'}",
             "--build-arg", f"TORCH_INDEX_URL={_torch_index()}"]
+    targets = os.environ.get("PLATFORMS")
+    if targets:  # the Dockerfiles ask the platform table inside the build, so any architecture gets its torch
+        # several platforms at once need buildx (and, to run a foreign one, QEMU): docs/platforms.md
+        args = (["buildx", *args, "--load"] if "," in targets else args) + ["--platform", targets]
     if os.environ.get("PIP_CERT") and os.path.isfile(os.environ["PIP_CERT"]):
         args += ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"]
-    session.log(f"building {tag} from {dockerfile} on {_base_image()}")
+    session.log(f"building {tag} from {dockerfile} on {_base_image()}" + (f" for {targets}" if targets else ""))
     env = {"DOCKER_BUILDKIT": "1"}
     try:
         _docker(session, *args, str(ROOT), env=env)
     except nox.command.CommandFailed:
         session.error(f"building {tag} failed (output above). Check BASE_IMAGE (offline: "
-                      "scripts/provision-base-image.sh), TORCH_INDEX_URL/WHEELHOUSE, and PIP_CERT behind a proxy")
+                      "scripts/provision-base-image.sh), TORCH_INDEX_URL/WHEELHOUSE, PIP_CERT behind a proxy"
+                      + (", and PLATFORMS (docs/platforms.md)" if targets else ""))
     # Each rebuild leaves the previous image untagged; drop ours so disks do not fill up.
     _docker(session, "image", "prune", "--force", "--filter", "dangling=true",
             "--filter", "label=org.opencontainers.image.source=https://github.com/roadrisk/roadrisk", silent=True)
