@@ -1,4 +1,4 @@
-"""Every feature reaches the fitted model, booleans included (FIELD-NOTES §2: pytabkit drops them)."""
+"""Every feature reaches the fitted model, booleans included (docs/data.md: pytabkit drops plain bool columns)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,29 @@ import pytest
 from roadrisk import features, schema
 from roadrisk.data import load
 from roadrisk.models import MODELS
+from roadrisk.recipes import RECIPES
 
 
 @pytest.fixture(scope="module")
 def feature_set(small_data):
     dataset = load(small_data)
     return features.build(dataset.train, dataset.test, dataset.original), dataset
+
+
+@pytest.fixture(scope="module", params=sorted(RECIPES))
+def recipe_features(request, small_data):
+    dataset = load(small_data)
+    return features.build(dataset.train, dataset.test, dataset.original, RECIPES[request.param]), dataset
+
+
+def test_seed_recipe_booleans_are_text_categoricals(small_data):
+    dataset = load(small_data)
+    fs = features.build(dataset.train, dataset.test, dataset.original, RECIPES["seed"])
+    for name in schema.BOOL_NAMES:
+        assert list(fs.train[name].cat.categories) == ["False", "True"]
+        assert (fs.train[name] == "True").tolist() == dataset.train[name].tolist()
+    assert fs.categorical == [c.name for c in schema.FEATURE_COLUMNS if c.kind in ("category", "bool")]
+    assert features.META_EXPECTED not in fs.names and len(fs.names) == 25
 
 
 def test_feature_names_and_dtypes(feature_set):
@@ -56,14 +73,15 @@ def _changed(column: pd.Series) -> pd.Series:
 
 
 @pytest.mark.parametrize("model", ["realmlp", "tabm"])
-def test_every_feature_reaches_the_torch_models(feature_set, model):
+def test_every_feature_reaches_the_torch_models(recipe_features, model):
     """Change one input column at a time: if the model ever saw it, some prediction moves."""
-    fs, dataset = feature_set
+    fs, dataset = recipe_features
     spec = MODELS[model]
-    params = {**spec.defaults("smoke", "cpu"), "n_epochs": 2}
+    params = {**spec.defaults("smoke", "cpu", "fast"), "n_epochs": 2}
     y = dataset.train[schema.TARGET].to_numpy()
     estimator = spec.build(params, "cpu", 0, 1)
-    estimator.fit(fs.train.iloc[:900], y[:900], X_val=fs.train.iloc[900:], y_val=y[900:])
+    estimator.fit(fs.train.iloc[:900], y[:900], X_val=fs.train.iloc[900:], y_val=y[900:],
+                  cat_col_names=fs.categorical)
     probe = fs.train.iloc[900:1000].reset_index(drop=True)
     base = estimator.predict(probe)
     ignored = [name for name in fs.names
@@ -74,7 +92,7 @@ def test_every_feature_reaches_the_torch_models(feature_set, model):
 def test_every_feature_reaches_hgb(feature_set):
     fs, dataset = feature_set
     spec = MODELS["hgb"]
-    estimator = spec.build(spec.defaults("smoke", "cpu"), "cpu", 0, 1)
+    estimator = spec.build(spec.defaults("smoke", "cpu", "fast"), "cpu", 0, 1)
     estimator.fit(fs.train, dataset.train[schema.TARGET])
     assert list(estimator.feature_names_in_) == fs.names
     assert list(np.flatnonzero(estimator.is_categorical_)) == [fs.names.index(n) for n in schema.CATEGORY_NAMES]

@@ -105,7 +105,8 @@ def test_crash_leaves_a_failed_record_with_the_error(tmp_path, monkeypatch):
     assert "Traceback" in (outcome.run_dir / "train.log").read_text()
 
 
-def test_strict_device_failure_is_recorded_and_exits_3(tmp_path):
+def test_strict_device_failure_is_recorded_and_exits_3(tmp_path, machine):
+    machine(os_name="Linux", in_container=True)  # mocked: a container, where MPS cannot exist
     outcome = train(_options(tmp_path, model="realmlp", device="mps", strict_device=True))
     record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
     assert outcome.exit_code == 3 and record["status"] == "failed"
@@ -121,17 +122,21 @@ def test_bad_label_is_refused(tmp_path):
 
 
 def test_atomic_write_never_leaves_half_a_file(tmp_path, monkeypatch):
+    """A write that dies half way (disk full, a kill) leaves the old file whole. A plain write would
+    leave the half: the stand-in writes part of the bytes to whatever path it is given, then fails."""
     from roadrisk import atomic
 
     target = tmp_path / "run.json"
     atomic.atomic_write_json(target, {"status": "complete"})
+    real_write_text = Path.write_text
 
-    def failing_dump(*args, **kwargs):
+    def dies_half_way(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
         raise OSError("disk full")
 
-    monkeypatch.setattr(Path, "write_text", failing_dump)
+    monkeypatch.setattr(Path, "write_text", dies_half_way)
     with pytest.raises(OSError):
-        atomic.atomic_write_json(target, {"status": "running"})
+        atomic.atomic_write_json(target, {"status": "running", "padding": "x" * 100})
     assert json.loads(target.read_bytes()) == {"status": "complete"}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
