@@ -126,6 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="pool every complete run of a label with the same setup: speed-up intervals then "
                               "include run-to-run noise (repeat each make run-* a few times first)")
 
+    from .ensemble import DEFAULT_METHOD as DEFAULT_ENSEMBLE_METHOD  # names only: numpy loads when it runs
+    from .ensemble import METHOD_NAMES as ENSEMBLE_METHODS
+
+    ensemble = sub.add_parser("ensemble", help="blend complete runs on their out-of-fold predictions into a new run")
+    ensemble.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="runs to blend (two or more)")
+    ensemble.add_argument("--sweep", type=Path, metavar="DIR", help="blend every complete run found under DIR instead")
+    ensemble.add_argument("--method", choices=ENSEMBLE_METHODS, default=DEFAULT_ENSEMBLE_METHOD,
+                          help=f"how weights are fitted (default {DEFAULT_ENSEMBLE_METHOD}; docs/ensemble.md)")
+    ensemble.add_argument("--allow-negative", action="store_true", help="--method hill may give negative weights")
+    ensemble.add_argument("--steps", type=_positive, metavar="N",
+                          help="caruana: selection steps; hill: most rounds (default 100)")
+    ensemble.add_argument("--label", default="ensemble", help="the run's name in runs/ (default ensemble)")
+    ensemble.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR",
+                          help="where the run is written (default runs/)")
+    ensemble.add_argument("--data-dir", type=Path, metavar="DIR", help="folder with the members' train.csv, when the path their "
+                          "records name is not on this machine (default: that path, or regenerated embedded data)")
+
     doctor = sub.add_parser("doctor", help="print the environment block and the device that auto would pick")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of key: value lines")
     doctor.add_argument("--device", choices=DEVICES, default="auto", help="explain this request (default auto)")
@@ -201,6 +218,13 @@ def _cmd_compare(args) -> int:
     return run_compare(args.run_dirs, args.runs_dir, args.baseline, args.out, args.force, pool=args.pool)
 
 
+def _cmd_ensemble(args) -> int:
+    from .ensemble.command import run_ensemble
+
+    return run_ensemble(args.run_dirs, args.sweep, args.method, args.allow_negative, args.steps, args.runs_dir,
+                        args.label, args.data_dir, command=shlex.join(["roadrisk", *sys.argv[1:]]))
+
+
 def _raise_interrupt(signum, frame):  # SIGTERM (docker stop) ends a run like Ctrl-C does
     raise KeyboardInterrupt
 
@@ -212,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare}
+    handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare,
+                "ensemble": _cmd_ensemble}
     try:
         if args.command == "train":
             return _cmd_train(args, sys.argv[1:] if argv is None else list(argv))
