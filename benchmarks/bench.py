@@ -3,7 +3,7 @@
 1. trainer overhead   roadrisk train vs the bare library calls on the same data/features/folds/params
 2. data path          load + validate + features of Kaggle-size files vs a bare pandas.read_csv
 3. container tax      the CPU image vs the host venv, same config, threads matched (needs an engine)
-4. accelerator        device-aware defaults vs the seed's settings, and the `full` profile end to end
+4. accelerator        the fast recipe vs the seed recipe, and the `full` profile end to end per recipe
                       (needs CUDA or MPS; else "not measured", never estimated) -- accelerator.py
 5. scaling            time against rows on this CPU, and which phase dominates
 
@@ -361,15 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run just these sections ({', '.join(SECTIONS)}); the others are marked skipped")
     parser.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, metavar="SECTION")
-    parser.add_argument("--accelerator-device", choices=("cuda", "mps", "cpu"),
-                        help="device for sections 4 and the full run (default: CUDA, then MPS; none: not measured); "
-                             "cpu only checks the code")
+    parser.add_argument("--accelerator-device", choices=("cuda", "mps", "cpu", "none"),
+                        help="device for sections 4 and the full run (default: CUDA, then MPS, else not measured); "
+                             "cpu only checks the code; none: report 'not measured' even where a GPU is")
     parser.add_argument("--accelerator-rows", type=int, default=PROFILES["full"].train_rows,
                         help="train rows for section 4 (default: Kaggle's)")
     parser.add_argument("--accelerator-epochs", type=int, help="force this many epochs in section 4 (code checks)")
     parser.add_argument("--accelerator-models", nargs="+", default=["tabm", "realmlp"], choices=["tabm", "realmlp"])
     parser.add_argument("--full-run-profile", default="full", choices=sorted(PROFILES),
                         help="profile of the end-to-end run (default full; smaller only for code checks)")
+    parser.add_argument("--full-run-recipes", nargs="+", default=list(accelerator.RECIPE_ORDER),
+                        choices=list(accelerator.RECIPE_ORDER), help="recipes of the end-to-end runs (default both)")
     parser.add_argument("--from-json", type=Path, metavar="BENCH_JSON",
                         help="measure nothing: write bench.md and bench.png again from a saved bench.json")
     args = parser.parse_args(argv)
@@ -378,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [s for s in (args.only or SECTIONS) if s not in args.skip]
     log = lambda text: print(f"bench: {text}", flush=True)  # noqa: E731
     facts = environment.collect()
-    device = args.accelerator_device or accelerator.available_accelerator(facts)
+    device = (None if args.accelerator_device == "none"
+              else args.accelerator_device or accelerator.available_accelerator(facts))
     result: dict = {"schema_version": 2, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "sections": wanted,
                     "machine": {k: facts.get(k) for k in ("cpu_model", "cpu_count", "cpu_count_source", "torch",
@@ -406,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             result["full_run"] = {"measured": False, "why": "no CUDA or MPS device: the full profile with tabm "
                                                             "takes hours on a CPU"}
         else:
-            result["full_run"] = accelerator.full_run(device, tmp / "full", log, args.full_run_profile)
+            result["full_run"] = accelerator.full_run(device, tmp / "full", log, args.full_run_profile,
+                                                      recipes=tuple(args.full_run_recipes))
         result["scaling"] = scaling(tmp, log) if "scaling" in wanted else {"rows": [], "fit_time_exponent": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "bench.json", json.loads(json.dumps(result, default=float)))
