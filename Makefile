@@ -7,7 +7,7 @@ TOOLS := .tools
 NOX := $(TOOLS)/bin/nox
 
 # Passed through to the sessions (noxfile.py documents every knob).
-export PROFILE MODEL DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID PLATFORMS
+export PROFILE MODEL RECIPE DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID PLATFORMS
 
 # nox itself lives in a local tools venv: no global installs.
 $(NOX): requirements/tools.txt
@@ -16,7 +16,7 @@ $(NOX): requirements/tools.txt
 .PHONY: help
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: PROFILE=smoke|quick|full MODEL=tabm|realmlp|hgb DEVICE=auto|cpu|cuda|mps ARGS='...'"
+	@echo "  variables: PROFILE=smoke|quick|full MODEL=tabm|realmlp|hgb RECIPE=seed|fast DEVICE=auto|cpu|cuda|mps ARGS='...'"
 	@echo "             DATA_DIR=kaggle-files CPUS=N (docker) TORCH=cpu|cuda (host venv) BASE_IMAGE WHEELHOUSE PIP_CERT PLATFORMS=linux/arm64 (images)"
 
 .PHONY: run-native
@@ -52,7 +52,7 @@ doctor: $(NOX) ## Print this machine's environment block and device choice
 	@$(NOX) -s doctor
 
 .PHONY: test
-test: $(NOX) ## Run the whole test suite
+test: $(NOX) ## Run the whole test suite (pandas 3), and all but the container tests with pandas 2
 	@$(NOX) -s tests
 
 .PHONY: check-platforms

@@ -141,8 +141,8 @@ def test_parallel_folds_give_the_same_predictions_as_serial(tmp_path):
     """--jobs 2 runs folds in spawned workers; the assembled OOF must match the serial run's."""
     outputs = {}
     for jobs in ("1", "2"):
-        result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--device", "cpu", "--jobs", jobs, "--label", f"jobs{jobs}",
-                         "--runs-dir", str(tmp_path))
+        result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--device", "cpu", "--jobs", jobs,
+                         "--label", f"jobs{jobs}", "--runs-dir", str(tmp_path))
         assert result.returncode == 0, result.stdout + result.stderr
         (run_dir,) = (tmp_path / f"jobs{jobs}").iterdir()
         outputs[jobs] = (json.loads((run_dir / "run.json").read_text()), pd.read_csv(run_dir / "oof.csv"), result.stdout)

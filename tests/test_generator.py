@@ -1,4 +1,4 @@
-"""The embedded generator against the formula and distributions of FIELD-NOTES §1."""
+"""The embedded generator against the formula and distributions of docs/data.md."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_formula_weights(rows):
 
 
 def test_floor_matches_the_field_notes(rows):
-    # FIELD-NOTES: the clipped-normal mean scores 0.04969 and beats the plain formula (0.04971).
+    # docs/data.md: the clipped-normal mean scores 0.04969 and beats the plain formula (0.04971).
     floor = floor_rmse(rows, rows[schema.TARGET])
     plain = float(np.sqrt(np.mean((rows[schema.TARGET] - np.clip(mean_risk(rows), 0, 1)) ** 2)))
     assert floor == pytest.approx(0.04969, abs=0.0004)

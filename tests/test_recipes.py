@@ -125,3 +125,14 @@ def test_recipe_features_reach_hgb_with_their_categoricals(small_data, tmp_path,
     record = _record(outcome)
     assert outcome.exit_code == 0 and record["config"]["recipe"] == recipe
     assert record["metrics"]["oof_rmse"] < 1.1 * record["metrics"]["floor_rmse"]
+
+
+def test_docs_list_every_change_of_the_fast_recipe_with_its_evidence():
+    """docs/devices.md is where a user reads what fast changes: it must not fall behind the code."""
+    from roadrisk.recipes import FAST_CHANGES
+
+    from .conftest import ROOT
+
+    doc = (ROOT / "docs" / "devices.md").read_text()
+    for change, seed_has, evidence in FAST_CHANGES:
+        assert f"| {change} | {seed_has} | {evidence} |" in doc, change

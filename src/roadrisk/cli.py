@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 # Before anything imports torch, which reads it once: on MPS an op Metal lacks runs on the CPU
-# instead of stopping the run (FIELD-NOTES §5). A user's own setting wins; elsewhere it is inert.
+# instead of stopping the run (docs/devices.md, MPS). A user's own setting wins; elsewhere it is inert.
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 from .device import DEVICES, PRECISIONS  # noqa: E402

@@ -1,6 +1,6 @@
 """The embedded default data: the original simulation's generator, reproduced exactly.
 
-Each column is drawn as the original generator draws it (FIELD-NOTES §1) and the target follows
+Each column is drawn as the original generator draws it (docs/data.md) and the target follows
 ``risk_formula``. ``write_dataset`` lays the result out exactly as Kaggle ships its files, so the
 one loader reads generated and real data alike.
 """

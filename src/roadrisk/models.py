@@ -94,7 +94,8 @@ def _build_realmlp(params: dict, device: str, seed: int, threads: int):
 # ---------------------------------------------------------------- HistGradientBoosting
 
 def _hgb_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
-    # The same in both recipes: a CPU model has no device speed-ups to drop. Shallow, well-regularised trees: the signal is a few additive steps, and deep trees chase noise
+    # The same in both recipes: a CPU model has no device speed-ups to drop.
+    # Shallow, well-regularised trees: the signal is a few additive steps, and deep trees chase noise
     # (default settings land 2% above the floor on the quick data, these 0.4%).
     # Smoke folds hold ~1k rows, where leaves of 100 rows cannot resolve the five steps.
     return dict(max_iter=300 if profile == "full" else 200, learning_rate=0.05, max_leaf_nodes=7,

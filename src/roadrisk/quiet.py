@@ -1,6 +1,6 @@
 """Keep Lightning's and pytabkit's chatter off the user's screen, but not lost.
 
-Every fit prints tips, ``GPU available`` banners and deprecation warnings (FIELD-NOTES §2). They go
+Every fit prints tips, ``GPU available`` banners and deprecation warnings (docs/data.md, "pytabkit and dtypes"). They go
 to ``library.log`` in the run directory, where someone debugging a fit can still read them.
 """
 

@@ -1,6 +1,6 @@
 """The process behind the original data: its mean risk and the best possible prediction.
 
-FIELD-NOTES §1: ``mu`` is a sum of five effects; the target is ``round(clip(mu + N(0, σ), 0, 1), 2)``.
+docs/data.md: ``mu`` is a sum of five effects; the target is ``round(clip(mu + N(0, σ), 0, 1), 2)``.
 The best predictor under squared error is the mean of that clipped normal, which is what
 ``expected_risk`` returns. Both are features of the model and ``expected_risk`` is also the
 yardstick: its RMSE on the rows of a run is the floor no model can beat on generated data.
@@ -16,7 +16,7 @@ NOISE_SD = 0.05
 
 
 def mean_risk(frame: pd.DataFrame) -> np.ndarray:
-    """``mu`` of FIELD-NOTES §1, from the raw columns (works on generated and real files)."""
+    """``mu`` of docs/data.md, from the raw columns (works on generated and real files)."""
     return (
         0.3 * frame["curvature"].to_numpy(dtype=float)
         + 0.2 * (frame["lighting"] == "night").to_numpy()

@@ -128,7 +128,8 @@ def compare(runs: list[Run], baseline: Run, force: bool = False) -> dict:
             "status": run.status, "error": run.record.get("error"), "baseline": run is baseline,
             **{key: record_field(run.record, path) for key, path in (
                 ("device", ("device", "selected")), ("profile", ("config", "profile")), ("model", ("config", "model")),
-                ("recipe", ("config", "recipe")), ("folds", ("config", "folds")), ("cv_seed", ("config", "cv_seed")), ("fingerprint", ("data", "fingerprint")), ("source", ("data", "source")))},
+                ("recipe", ("config", "recipe")), ("folds", ("config", "folds")), ("cv_seed", ("config", "cv_seed")),
+                ("fingerprint", ("data", "fingerprint")), ("source", ("data", "source")))},
             "commit": run.record.get("git_commit"),
             "timings": t, "comparable": not reasons, "not_comparable_because": reasons,
             "oof_rmse": metrics.get("oof_rmse"), "floor_rmse": metrics.get("floor_rmse"),
