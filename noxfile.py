@@ -105,7 +105,7 @@ def host_venv(session: nox.Session) -> Path:
         pip = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *_pip_sources(),
                "-c", str(HOST_VENV / "constraints.txt")]
         session.run(*pip, *torch_args, external=True)
-        session.run(*pip, "-e", f"{ROOT}[test]", external=True)
+        session.run(*pip, "-e", f"{ROOT}[test,ray]", external=True)  # the tests use a real local Ray
         stamp_file.write_text(stamp)
     return bin_dir
 
