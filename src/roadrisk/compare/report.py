@@ -13,6 +13,14 @@ HOW_SPEED_UP = (
     "An interval that contains 1.00 is inside the noise: marked *not significant*, never a win."
 )
 
+HOW_LEADERBOARD = (
+    "Every complete run, best first, ranked by its honest RMSE: a training run's OOF RMSE (each row predicted "
+    "by a model that never saw it); an ensemble's **nested** OOF RMSE (weights fitted on the other folds), "
+    "since its in-sample OOF RMSE was fitted on the very rows it scores. Gap to floor is of that figure. "
+    "Compute: a training run's wall time; an ensemble's members' wall times summed plus its own. A run on "
+    "other data, folds or cv_seed than #1 scored other rows: marked, and not to be ranked against it."
+)
+
 
 def _num(value, fmt: str = ".2f", none: str = "–") -> str:
     return none if value is None else format(value, fmt)
@@ -24,12 +32,46 @@ def _spread(spread: dict) -> str:
     return f"{spread['median']:.2f} [{spread['min']:.2f}–{spread['max']:.2f}]"
 
 
+def _compute(row: dict) -> str:
+    if row["compute_s"] is None:
+        return "–"
+    if row["kind"] != "ensemble":
+        return f"{row['compute_s']:.1f}"
+    untimed = row["members_without_timing"]
+    return (f"{'≥' if untimed else ''}{row['compute_s']:.1f} (members {_num(row['members_compute_s'], '.1f')}"
+            f" + blend {_num(row['own_s'], '.1f')}" + (f"; {untimed} member(s) untimed" if untimed else "") + ")")
+
+
+def _comparable(row: dict) -> str:
+    if row["reference"]:
+        return "#1 (reference)"
+    if row["comparable"]:
+        return "yes"
+    return "**no**: " + "; ".join(row["not_comparable_because"])
+
+
+def leaderboard_lines(rows: list[dict]) -> list[str]:
+    out = ["## Leaderboard", "", HOW_LEADERBOARD, "",
+           "| rank | run | kind | model | recipe | OOF RMSE | nested OOF RMSE | gap to floor | compute s | comparable to #1 |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        gap = "–" if r["gap_to_floor_pct"] is None else f"{r['gap_to_floor_pct']:+.2f}%"
+        out.append(f"| {r['rank'] or '–'} | {r['name']} | {r['kind']} | {r['model']} | {r['recipe'] or '–'} "
+                   f"| {_num(r['oof_rmse'], '.6f')} | {_num(r['nested_oof_rmse'], '.6f')} | {gap} | {_compute(r)} "
+                   f"| {_comparable(r)} |")
+    return out + ["", "![RMSE against compute time](leaderboard.png)"]
+
+
 def markdown(result: dict, messages: list[str]) -> str:
     runs = result["runs"]
     names = [r["name"] for r in runs]
+    board, ensembles = result.get("leaderboard", []), result.get("ensembles", [])
+    best = next((r for r in board if r["rank"] == 1), None)
     out = ["# roadrisk compare", "",
            f"generated_at: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}",
-           f"baseline: {result['baseline']}", f"runs: {len(runs)}", ""]
+           f"baseline: {result['baseline']}", f"runs: {len(runs)}", f"ensembles: {len(ensembles)}",
+           "best: " + (f"{best['name']} ({best['score_kind']} {best['score']:.6f})" if best else "–"), ""]
+    out += leaderboard_lines(board) + [""]
     out += ["## Runs", "", "| run | run id | runs pooled | status | device | profile | model | recipe | folds | cv seed "
             "| data | commit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
@@ -41,6 +83,9 @@ def markdown(result: dict, messages: list[str]) -> str:
         if r["status"] != "complete":
             out.append(f"\n> {r['name']} is **{r['status']}**: {r['error'] or 'no reason recorded'}. "
                        "It is shown, but never used as a baseline or for a speed-up.")
+    if ensembles:
+        out.append(f"\n> Left out of the sections below, in the Leaderboard only: {', '.join(ensembles)} (an ensemble "
+                   "has no environment block or fold timings of its own, and is never a baseline).")
 
     out += ["", "## 1. Device log diff", "",
             "`≠` marks a line that differs between runs: the answer to *why did this environment not get my GPU*.",

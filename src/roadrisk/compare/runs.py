@@ -28,6 +28,11 @@ class Run:
         return self.status == "complete"
 
     @property
+    def kind(self) -> str:
+        """``train``, or ``ensemble`` for a blend (no environment, device or fold timings of its own)."""
+        return self.record.get("kind") or "train"
+
+    @property
     def name(self) -> str:
         return getattr(self, "_name", None) or f"{self.label} ({self.path.name})"
 
@@ -105,10 +110,23 @@ def _setup(run: Run) -> tuple:
     return tuple(record_field(run.record, path) for path in paths)
 
 
+SWEEP_FILE = "sweep.json"  # what `roadrisk sweep` writes beside its members' label folders
+
+
+def _sweep_note(folder: Path) -> str | None:
+    """A folder with no run records of its own: a note if it is a sweep (compared on its own), else nothing."""
+    if (folder / SWEEP_FILE).is_file() or any(folder.glob(f"*/*/{RUN_FILE}")):
+        return f"note: {folder}: a sweep folder, not a label; compare it on its own with --runs-dir {folder}"
+    return None
+
+
 def select_latest(runs_dir: Path, pool: bool = False) -> Selection:
     """The latest complete run of each label; newer unfinished ones are said, and shown as such
     when a label has no complete run at all. With ``pool``, older complete runs of the same label
-    and setup ride along as repeats, so speed-ups can see run-to-run noise."""
+    and setup ride along as repeats, so speed-ups can see run-to-run noise.
+
+    ``runs_dir`` may be a sweep's folder: its member labels are the labels, and ``sweep.json`` and
+    any other file or folder without run records beside them are passed over quietly."""
     selection = Selection()
     if not runs_dir.is_dir():
         selection.messages.append(f"error: {runs_dir}: no such folder. Fix: make run-native (and make run-docker, "
@@ -117,6 +135,11 @@ def select_latest(runs_dir: Path, pool: bool = False) -> Selection:
     labels = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     for label_dir in labels:
         candidates = sorted((p for p in label_dir.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True)
+        if not any((p / RUN_FILE).is_file() for p in candidates):  # not a label: logs, or a sweep inside runs/
+            note = _sweep_note(label_dir)
+            if note:
+                selection.messages.append(note)
+            continue
         newer_unfinished: list[Run] = []
         chosen = None
         for candidate in candidates:
@@ -130,7 +153,7 @@ def select_latest(runs_dir: Path, pool: bool = False) -> Selection:
                 chosen = run
                 if not pool:
                     break
-            elif run.complete and _setup(run) == _setup(chosen):
+            elif run.complete and chosen.kind == "train" and _setup(run) == _setup(chosen):
                 chosen.repeats.append(run)
             elif chosen is None:
                 newer_unfinished.append(run)
