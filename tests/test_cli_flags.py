@@ -55,7 +55,7 @@ def test_jobs_with_a_torch_model_reports_epochs_from_the_workers(tmp_path):
     result = run_cli("train", "--profile", "smoke", "--model", "realmlp", "--device", "cpu", "--jobs", "2",
                      "--param", "n_epochs=3", "--runs-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "2 folds on 2 worker processes, 1 thread(s) each" in result.stdout
+    assert "2 folds on 2 workers, 1 thread(s) each" in result.stdout
     for fold in (1, 2):  # each worker's epochs come back over the queue, in order
         epochs = [line for line in result.stdout.splitlines() if line.startswith(f"fold {fold}/2 epoch ")]
         assert [line.split()[3].rstrip(":") for line in epochs] == ["1/3", "2/3", "3/3"], result.stdout

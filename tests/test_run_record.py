@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -54,7 +55,8 @@ def test_complete_record_schema(complete_run):
     assert config["params"]["max_iter"] == config["estimator_params"]["max_iter"]
     timings = record["timings"]
     assert {"load_s", "features_s", "total_s"} <= set(timings)
-    assert [set(f) for f in timings["folds"]] == [{"fold", "fit_s", "predict_s"}] * 2
+    assert [set(f) for f in timings["folds"]] == [{"fold", "fit_s", "predict_s", "worker"}] * 2
+    assert {f["worker"]["pid"] for f in timings["folds"]} == {os.getpid()}  # inline: this process
     metrics = record["metrics"]
     assert len(metrics["folds"]) == 2 and 0 < metrics["floor_rmse"] < metrics["oof_rmse"] < 0.08
     assert metrics["gap_to_floor_pct"] == pytest.approx(

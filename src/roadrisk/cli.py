@@ -65,6 +65,31 @@ def _at_least_two(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    """How folds are spread: the same flags for train and sweep (docs/sweep.md)."""
+    from .executors import EXECUTORS
+
+    parser.add_argument("--executor", choices=EXECUTORS, default="inline",
+                        help="inline: one fold after another here (default); process: --jobs worker processes; "
+                             "ray: a local Ray, or the cluster --address/RAY_ADDRESS names")
+    parser.add_argument("--jobs", type=_positive, default=1,
+                        help="worker processes for --executor process (default: the usable CPUs); with the inline "
+                             "executor, N > 1 means process")
+    parser.add_argument("--address", help="Ray cluster address (e.g. auto on a cluster node, or head:6379); "
+                                          "default RAY_ADDRESS, else a local Ray")
+    parser.add_argument("--cpus-per-task", type=_fraction, help="Ray: CPUs each fold reserves (default 1)")
+    parser.add_argument("--gpus-per-task", type=_fraction,
+                        help="Ray: GPUs each fold reserves; fractions share a GPU (0.25: four folds a GPU; memory is "
+                             "not partitioned)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="roadrisk", description="Train the road-accident-risk model on any device.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -94,8 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                        help="override one model parameter, e.g. --param n_epochs=20 --param batch_size=2048 "
                             "(repeatable; the values used are recorded)")
-    train.add_argument("--jobs", type=_positive, default=1,
-                       help="folds run side by side in this many processes, sharing the CPU threads (default 1)")
+    _add_executor_flags(train)
     train.add_argument("--matmul-precision", choices=("auto", *PRECISIONS), default="auto",
                        help="torch float32 matmul precision; auto: high (TF32) on CUDA with the fast recipe, "
                             "highest otherwise")
@@ -106,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "train nothing")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue an interrupted or failed run: its finished folds are kept, the rest trained")
+
+    sweep = sub.add_parser("sweep", help="train many members (models x grid x seeds) on fixed folds, locally or on Ray")
+    sweep.add_argument("spec", type=Path, metavar="SPEC.toml", help="the sweep: data, cv_seed, models with grids and "
+                       "seeds (docs/sweep.md; examples in sweeps/)")
+    sweep.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                       help="members go to RUNS_DIR/<sweep name>/<member id>/ (default runs/)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the members and their ids, train nothing")
+    _add_executor_flags(sweep)
 
     data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
     data.add_argument("--out", type=Path, required=True, help="folder to write into")
@@ -162,22 +194,41 @@ def _cmd_train(args, argv: list[str]) -> int:
     command = shlex.join(["roadrisk", *argv])
     if args.data_dir is not None:
         require_data_dir(args.data_dir)  # before a run folder exists: a typo leaves nothing behind
+    given = _given_flags(argv) | ({"param_overrides"} if args.param else set())
     opts = TrainOptions(
         data_dir=args.data_dir, profile=args.profile, model=args.model, recipe=args.recipe, device=args.device,
         strict_device=args.strict_device, folds=args.folds, seed=args.seed, cv_seed=args.cv_seed,
-        data_seed=args.data_seed, label=args.label, runs_dir=args.runs_dir, jobs=args.jobs,
+        data_seed=args.data_seed, label=args.label, runs_dir=args.runs_dir, jobs=_jobs(args, given),
         param_overrides=dict(args.param), save_models=args.save_models, dry_run=args.dry_run,
-        matmul_precision=None if args.matmul_precision == "auto" else args.matmul_precision, command=command,
+        matmul_precision=None if args.matmul_precision == "auto" else args.matmul_precision,
+        executor=args.executor, address=args.address, cpus_per_task=args.cpus_per_task,
+        gpus_per_task=args.gpus_per_task, command=command,
     )
     if args.resume is None:
         return train(opts).exit_code
-    given = _given_flags(argv) | ({"param_overrides"} if args.param else set())
     if "dry_run" in given:
         raise RoadriskError("error: --resume with --dry-run: a resumed run trains. Fix: drop one of the two")
     values = {name: getattr(opts, name) for name in given if hasattr(opts, name)}
     if "data_dir" in values:
         values["data_dir"] = args.data_dir.resolve()
-    return resume(args.resume, values, jobs=args.jobs if "jobs" in given else None, command=command).exit_code
+    return resume(args.resume, values, command=command).exit_code
+
+
+def _jobs(args, given: set[str]) -> int:
+    """--executor process without --jobs: one worker per usable CPU."""
+    if args.executor == "process" and "jobs" not in given:
+        from .environment import usable_cpus
+
+        return usable_cpus()[0]
+    return args.jobs
+
+
+def _cmd_sweep(args, argv: list[str]) -> int:
+    from .sweep.runner import run_sweep
+
+    jobs = _jobs(args, _given_flags(argv))
+    return run_sweep(args.spec, args.runs_dir, args.executor, jobs, args.address, args.cpus_per_task,
+                     args.gpus_per_task, dry_run=args.dry_run, command=shlex.join(["roadrisk", *argv]))
 
 
 def _cmd_data(args) -> int:
@@ -239,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare,
                 "ensemble": _cmd_ensemble}
     try:
-        if args.command == "train":
-            return _cmd_train(args, sys.argv[1:] if argv is None else list(argv))
+        if args.command in ("train", "sweep"):
+            command = _cmd_train if args.command == "train" else _cmd_sweep
+            return command(args, sys.argv[1:] if argv is None else list(argv))
         return handlers[args.command](args)
     except DataError as exc:
         print("\n".join(exc.problems), file=sys.stderr)

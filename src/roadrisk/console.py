@@ -74,8 +74,9 @@ class Console:
 
 
 class FoldProgress:
-    """Progress over folds and, for torch models, over the epochs inside each fold: plain lines in
-    train.log (and on a stream that is not a terminal), a live line redrawn on a terminal."""
+    """Progress over a run's folds and, for torch models, the epochs inside each: plain lines in
+    train.log (and on a stream that is not a terminal), a live line redrawn on a terminal. The
+    executors call ``spread``, ``started``, ``epoch`` and ``finished`` (executors.NullProgress)."""
 
     def __init__(self, console: Console, total: int, workers: int = 1, done_before: int = 0):
         self.console = console
@@ -83,7 +84,6 @@ class FoldProgress:
         self.workers = workers
         self.done_before = done_before  # folds a resumed run took from disk
         self.durations: list[float] = []
-        self.started = time.perf_counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_epoch = ""
@@ -92,25 +92,35 @@ class FoldProgress:
     def done(self) -> int:
         return self.done_before + len(self.durations)
 
-    def epoch(self, index: int, event) -> None:
-        """One epoch of fold ``index`` finished (an ``epochs.EpochEvent``)."""
-        per_epoch = event.seconds_per_epoch
-        if event.max_epochs:
-            where = f"epoch {event.epoch}/{event.max_epochs}"
-            fold_left, bound = (event.max_epochs - event.epoch) * per_epoch, ""
-        else:  # early stopping alone: the earliest end is when patience runs out
-            where = f"epoch {event.epoch}"
-            fold_left, bound = (event.patience_left + 1) * per_epoch, ">= "
-        folds_after = max(0, self.total - self.done - self.workers)
-        fold_estimate = (sum(self.durations) / len(self.durations) if self.durations
-                         else (event.max_epochs or event.epoch + event.patience_left + 1) * per_epoch)
-        run_left = fold_left + folds_after * fold_estimate / self.workers
-        digits = event.digits
-        text = (f"fold {index + 1}/{self.total} {where}: val_rmse {event.val_rmse:.{digits}f}, "
-                f"best {event.best_rmse:.{digits}f} "
-                f"(epoch {event.best_epoch}), {per_epoch:.1f}s/epoch"
-                + (f", patience {event.patience_left} left" if event.patience_left is not None else "")
-                + f", fold eta {bound}{_fmt_seconds(fold_left)}, run eta {bound}{_fmt_seconds(run_left)}")
+    def spread(self, tasks: int, workers: int, threads: int) -> None:
+        self.workers = workers
+        if workers > 1:
+            self.console.line(f"progress: {tasks} folds on {workers} workers, {threads} thread(s) each")
+
+    def started(self, task) -> None:
+        index = task.spec.index
+        self._last_epoch = ""
+        if not self.console.tty:
+            self.console.line(f"progress: fold {index + 1}/{self.total} started, {self.eta()}")
+            return
+        if self.workers > 1:
+            return  # several folds at once: epochs and finished folds say it; no single ticker
+        self._halt_ticker()
+        self._stop.clear()
+        fold_start = time.perf_counter()
+
+        def tick():
+            while not self._stop.wait(0.5):
+                elapsed = time.perf_counter() - fold_start
+                self.console.status(self._last_epoch + f" | {_fmt_seconds(elapsed)} in fold" if self._last_epoch else
+                                    f"fold {index + 1}/{self.total} training {_fmt_seconds(elapsed)}, {self.eta(elapsed)}")
+
+        self._thread = threading.Thread(target=tick, daemon=True)
+        self._thread.start()
+
+    def epoch(self, task, event) -> None:
+        """One epoch of a fold finished (an ``epochs.EpochEvent``)."""
+        text = epoch_line(task.spec.index, self.total, event, self.done, self.workers, self.durations)
         self._last_epoch = text
         if self.console.tty:  # the live line shows it (redrawn by the ticker); the log keeps every epoch
             self.console.log_line(text)
@@ -118,40 +128,20 @@ class FoldProgress:
         else:
             self.console.line(text)
 
+    def finished(self, task, result) -> None:
+        if self.workers == 1:
+            self._halt_ticker()
+        duration = sum(result.timings.values())
+        self.durations.append(duration)
+        self.console.line(f"fold {result.index + 1}/{self.total}: rmse {result.rmse:.6f}, {duration:.1f}s, "
+                          f"{self.done}/{self.total} done, {self.eta()}")
+
     def eta(self, elapsed_in_fold: float = 0.0) -> str:
         if not self.durations:
             return "eta after the first fold"
         mean = sum(self.durations) / len(self.durations)
         remaining = (self.total - self.done) * mean / self.workers - elapsed_in_fold
         return f"eta {_fmt_seconds(remaining)}"
-
-    def fold_started(self, index: int) -> None:
-        self._fold_start = time.perf_counter()
-        self._last_epoch = ""
-        if not self.console.tty:
-            self.console.line(f"progress: fold {index + 1}/{self.total} started, {self.eta()}")
-            return
-        self._stop.clear()
-
-        def tick():
-            while not self._stop.wait(0.5):
-                elapsed = time.perf_counter() - self._fold_start
-                self.console.status(self._last_epoch + f" | {_fmt_seconds(elapsed)} in fold" if self._last_epoch else
-                                    f"fold {index + 1}/{self.total} training {_fmt_seconds(elapsed)}, {self.eta(elapsed)}")
-
-        self._thread = threading.Thread(target=tick, daemon=True)
-        self._thread.start()
-
-    def parallel_started(self, folds: int, workers: int, threads: int) -> None:
-        self.console.line(f"progress: {folds} folds on {workers} worker processes, {threads} thread(s) each")
-        self._fold_start = time.perf_counter()
-
-    def fold_finished(self, index: int, rmse: float, duration: float | None = None) -> None:
-        self._halt_ticker()
-        duration = time.perf_counter() - self._fold_start if duration is None else duration
-        self.durations.append(duration)
-        self.console.line(f"fold {index + 1}/{self.total}: rmse {rmse:.6f}, {duration:.1f}s, "
-                          f"{self.done}/{self.total} done, {self.eta()}")
 
     def _halt_ticker(self) -> None:
         self._stop.set()
@@ -161,3 +151,24 @@ class FoldProgress:
 
     def close(self) -> None:
         self._halt_ticker()
+
+
+def epoch_line(index: int, total: int, event, done: int, workers: int, durations: list[float]) -> str:
+    """``fold 2/5 epoch 12/20: val_rmse ..., best ... (epoch 9), 3.1s/epoch, fold eta 25s, run eta 2m05s``.
+    Without an epoch cap the fold ends when patience runs out, so the etas are lower bounds (``>=``)."""
+    per_epoch = event.seconds_per_epoch
+    if event.max_epochs:
+        where = f"epoch {event.epoch}/{event.max_epochs}"
+        fold_left, bound = (event.max_epochs - event.epoch) * per_epoch, ""
+    else:
+        where = f"epoch {event.epoch}"
+        fold_left, bound = (event.patience_left + 1) * per_epoch, ">= "
+    folds_after = max(0, total - done - workers)
+    fold_estimate = (sum(durations) / len(durations) if durations
+                     else (event.max_epochs or event.epoch + event.patience_left + 1) * per_epoch)
+    run_left = fold_left + folds_after * fold_estimate / workers
+    digits = event.digits
+    return (f"fold {index + 1}/{total} {where}: val_rmse {event.val_rmse:.{digits}f}, "
+            f"best {event.best_rmse:.{digits}f} (epoch {event.best_epoch}), {per_epoch:.1f}s/epoch"
+            + (f", patience {event.patience_left} left" if event.patience_left is not None else "")
+            + f", fold eta {bound}{_fmt_seconds(fold_left)}, run eta {bound}{_fmt_seconds(run_left)}")

@@ -32,7 +32,8 @@ def model_file(index: int) -> str:
 
 def save(run_dir: Path, result: FoldResult) -> str:
     """Write the fold's predictions (and its model, when the result carries one); return the fold file."""
-    meta = {"index": result.index, "rmse": result.rmse, "timings": result.timings, "epochs": result.epochs}
+    meta = {"index": result.index, "rmse": result.rmse, "timings": result.timings, "epochs": result.epochs,
+            "where": result.where}
     name = fold_file(result.index)
     atomic_write_stream(run_dir / name, lambda handle: np.savez(
         handle, val_idx=result.val_idx, val_pred=result.val_pred, test_pred=result.test_pred,
@@ -55,7 +56,8 @@ def load(run_dir: Path, index: int, expected_val_idx: np.ndarray) -> FoldResult:
     if not np.array_equal(val_idx, expected_val_idx):
         raise RoadriskError(f"error: {path}: holds other rows than fold {index} of this run's plan. Fix: delete it "
                             "to train that fold again, or start a new run")
-    return FoldResult(index, val_idx, val_pred, test_pred, meta["rmse"], meta["timings"], meta.get("epochs", {}))
+    return FoldResult(index, val_idx, val_pred, test_pred, meta["rmse"], meta["timings"], meta.get("epochs", {}),
+                      where=meta.get("where", {}))
 
 
 def load_model(run_dir: Path, index: int):

@@ -49,10 +49,12 @@ class FoldResult:
     timings: dict = field(default_factory=dict)  # fit, predict (seconds)
     epochs: dict = field(default_factory=dict)  # epochs run, best epoch, its validation RMSE (torch models)
     model_blob: bytes | None = None  # the pickled estimator, when the spec asked to keep it
+    where: dict = field(default_factory=dict)  # the worker it ran on: host, pid (Ray: node, IP, GPU ids, attempt)
 
     def timing_entry(self) -> dict:
         """This fold's line in run.json ``timings.folds``."""
-        return {"fold": self.index, **{f"{k}_s": round(v, 4) for k, v in self.timings.items()}}
+        return {"fold": self.index, **{f"{k}_s": round(v, 4) for k, v in self.timings.items()},
+                **({"worker": self.where} if self.where else {})}
 
     def metric_entry(self) -> dict:
         """This fold's line in run.json ``metrics.folds``."""

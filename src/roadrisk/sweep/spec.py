@@ -1,0 +1,169 @@
+"""A sweep spec (TOML, read with the standard library): the data, the folds every member shares, and
+models with parameter grids and seeds. Every problem is one line naming the file, the key and the fix.
+
+    name = "quick-cpu"            # runs/<name>/ (default: the file's name)
+    cv_seed = 42                  # the folds every member shares (blending needs them equal)
+
+    [data]
+    profile = "quick"             # the embedded data at this profile's size ...
+    # data_dir = "~/kaggle/s5e10" # ... or real files
+    data_seed = 42
+
+    [defaults]                    # for every model, unless it sets its own
+    recipe = "fast"
+    device = "auto"
+    folds = 3
+
+    [[model]]
+    name = "hgb"
+    seeds = [1, 2]
+    params = { max_leaf_nodes = [7, 15] }   # a list is a grid; a list value itself: [[256, 256]]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..device import DEVICES
+from ..errors import RoadriskError
+from ..models import MODELS
+from ..profiles import PROFILES
+from ..recipes import RECIPES, default_for
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = None
+
+TOP_KEYS = {"name", "cv_seed", "data", "defaults", "model"}
+DATA_KEYS = {"profile", "data_dir", "data_seed"}
+MEMBER_KEYS = {"recipe", "device", "folds", "matmul_precision"}
+MODEL_KEYS = {"name", "seeds", "params"} | MEMBER_KEYS
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run of the sweep: a model, one point of its grid, one seed."""
+
+    model: str
+    params: dict
+    seed: int
+    recipe: str
+    device: str = "auto"
+    folds: int | None = None
+    matmul_precision: str | None = None
+
+    def identity(self, cv_seed: int, folds: int, fingerprint: str) -> str:
+        """What makes two members the same training: the id a re-run finds it by."""
+        key = json.dumps([self.model, self.params, self.seed, cv_seed, folds, self.recipe, fingerprint],
+                         sort_keys=True, default=str)
+        return f"{self.model}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+@dataclass
+class SweepSpec:
+    path: Path
+    name: str
+    cv_seed: int
+    profile: str
+    data_dir: Path | None
+    data_seed: int
+    members: list[Member] = field(default_factory=list)
+    sha256: str = ""
+
+
+def _fail(path: Path, where: str, problem: str, fix: str) -> RoadriskError:
+    return RoadriskError(f"error: {path}: {where}: {problem}. Fix: {fix}")
+
+
+def _unknown(path: Path, where: str, table: dict, allowed: set) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise _fail(path, where, f"unknown key(s) {', '.join(extra)}", f"use only {', '.join(sorted(allowed))}")
+
+
+def _int(path: Path, where: str, value, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(path, where, f"{value!r} is not a whole number >= {minimum}", "write a number such as 42")
+    return value
+
+
+def _check_params(path: Path, where: str, model: str, params: dict) -> None:
+    """Unknown or roadrisk-owned parameter names fail here, before any member starts."""
+    from ..trainer import RESERVED_PARAMS
+
+    spec = MODELS[model]
+    settable = set(spec.build(spec.defaults("smoke", "cpu", "fast"), "cpu", 0, 1).get_params()) - RESERVED_PARAMS
+    unknown = sorted(set(params) - settable)
+    if unknown:
+        raise _fail(path, f"{where} params", f"{', '.join(unknown)} not a parameter of {model} (or set by roadrisk)",
+                    f"use one of {', '.join(sorted(settable))}")
+
+
+def grid(params: dict) -> list[dict]:
+    """Every combination of the list-valued parameters (sorted keys, so the order is stable)."""
+    keys = sorted(params)
+    choices = [params[k] if isinstance(params[k], list) else [params[k]] for k in keys]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
+
+
+def load(path: Path) -> SweepSpec:
+    path = Path(path)
+    if tomllib is None:
+        raise RoadriskError("error: roadrisk sweep needs Python 3.11+ (tomllib). Fix: run it with Python 3.11 or newer")
+    try:
+        raw = path.read_bytes()
+        spec = tomllib.loads(raw.decode("utf-8"))
+    except FileNotFoundError:
+        raise RoadriskError(f"error: {path}: no such spec. Fix: pass a TOML file such as sweeps/quick-cpu.toml") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RoadriskError(f"error: {path}: not valid TOML ({exc}). Fix: see the format in docs/sweep.md") from None
+    _unknown(path, "top level", spec, TOP_KEYS)
+    data = spec.get("data", {})
+    defaults = spec.get("defaults", {})
+    _unknown(path, "[data]", data, DATA_KEYS)
+    _unknown(path, "[defaults]", defaults, MEMBER_KEYS)
+    profile = data.get("profile", "quick")
+    if profile not in PROFILES:
+        raise _fail(path, "[data] profile", repr(profile), f"use one of {', '.join(PROFILES)}")
+    data_dir = Path(data["data_dir"]).expanduser() if data.get("data_dir") else None
+    if data_dir is not None and not data_dir.is_absolute():
+        data_dir = (path.parent / data_dir).resolve()  # relative to the spec, wherever it is run from
+    models = spec.get("model")
+    if not isinstance(models, list) or not models:
+        raise _fail(path, "[[model]]", "no models", 'add at least one [[model]] table with name = "hgb"')
+    out = SweepSpec(path=path, name=str(spec.get("name") or path.stem), cv_seed=_int(path, "cv_seed",
+                    spec.get("cv_seed", 42)), profile=profile, data_dir=data_dir,
+                    data_seed=_int(path, "[data] data_seed", data.get("data_seed", 42)),
+                    sha256=hashlib.sha256(raw).hexdigest())
+    for number, table in enumerate(models, start=1):
+        where = f"[[model]] #{number}"
+        _unknown(path, where, table, MODEL_KEYS)
+        name = table.get("name")
+        if name not in MODELS:
+            raise _fail(path, f"{where} name", repr(name), f"use one of {', '.join(MODELS)}")
+        settings = {**defaults, **{k: v for k, v in table.items() if k in MEMBER_KEYS}}
+        recipe = settings.get("recipe") or default_for(profile)
+        if recipe not in RECIPES:
+            raise _fail(path, f"{where} recipe", repr(recipe), f"use one of {', '.join(RECIPES)}")
+        seeds = table.get("seeds", [42])
+        if not isinstance(seeds, list) or not seeds:
+            raise _fail(path, f"{where} seeds", repr(seeds), "write a list such as seeds = [1, 2]")
+        params = table.get("params", {})
+        if not isinstance(params, dict):
+            raise _fail(path, f"{where} params", repr(params), "write a table such as params = { n_epochs = 10 }")
+        _check_params(path, where, name, params)
+        if settings.get("device", "auto") not in DEVICES:
+            raise _fail(path, f"{where} device", repr(settings["device"]), f"use one of {', '.join(DEVICES)}")
+        folds = settings.get("folds")
+        for point in grid(params):
+            for seed in seeds:
+                out.members.append(Member(name, point, _int(path, f"{where} seeds", seed), recipe,
+                                          settings.get("device", "auto"),
+                                          None if folds is None else _int(path, f"{where} folds", folds, 2),
+                                          settings.get("matmul_precision")))
+    return out

@@ -1,0 +1,241 @@
+"""roadrisk sweep and the executors behind it, with a real local Ray (2 CPUs), not mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+
+import pandas as pd
+import pytest
+
+from roadrisk import executors
+from roadrisk import folds as folds_module
+from roadrisk.errors import RoadriskError
+from roadrisk.sweep import spec as spec_module
+from roadrisk.sweep.runner import run_sweep
+
+from .conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+HGB_ONLY = """
+    name = "{name}"
+    cv_seed = 42
+    [data]
+    profile = "smoke"
+    [[model]]
+    name = "hgb"
+    seeds = [1]
+    params = {{ max_leaf_nodes = [7, 15], max_iter = 60 }}
+"""
+
+
+def _spec(tmp_path, text: str = HGB_ONLY, name: str = "t") -> str:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(textwrap.dedent(text.format(name=name)))
+    return str(path)
+
+
+def _book(runs, name: str = "t") -> dict:
+    return json.loads((runs / name / "sweep.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One real local Ray for the module's in-process tests (each CLI test starts its own)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'roadrisk[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+# ---------------------------------------------------------------- the spec
+
+@pytest.mark.parametrize("body, words", [
+    ('name = "x"\nbogus = 1\n[[model]]\nname = "hgb"\n', "top level: unknown key(s) bogus"),
+    ('[[model]]\nname = "xgb"\n', "[[model]] #1 name: 'xgb'"),
+    ('[[model]]\nname = "hgb"\nparams = { n_epochs = 3 }\n', "n_epochs not a parameter of hgb"),
+    ('[[model]]\nname = "hgb"\nseeds = 3\n', "[[model]] #1 seeds: 3"),
+    ('[data]\nprofile = "huge"\n[[model]]\nname = "hgb"\n', "[data] profile: 'huge'"),
+    ('cv_seed = 1\n', "[[model]]: no models"),
+    ('[[model]\n', "not valid TOML"),
+])
+def test_a_bad_spec_is_one_line_naming_the_file_and_key(tmp_path, body, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    result = run_cli("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert str(path) in result.stderr and words in result.stderr and "Fix:" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_lists_expand_into_a_grid_and_ids_follow_what_is_trained(tmp_path):
+    spec = spec_module.load(_spec(tmp_path, HGB_ONLY.replace("seeds = [1]", "seeds = [1, 2]")))
+    assert [(m.params["max_leaf_nodes"], m.seed) for m in spec.members] == [(7, 1), (7, 2), (15, 1), (15, 2)]
+    ids = [m.identity(42, 2, "abcd") for m in spec.members]
+    assert len(set(ids)) == 4 and ids == [m.identity(42, 2, "abcd") for m in spec.members]
+    assert spec.members[0].identity(7, 2, "abcd") != ids[0]  # another cv_seed is another member
+    assert spec.members[0].identity(42, 2, "ffff") != ids[0]  # and so is other data
+
+
+# ---------------------------------------------------------------- running and re-running
+
+def test_a_finished_sweep_run_again_trains_nothing(tmp_path):
+    runs, spec = tmp_path / "runs", _spec(tmp_path)
+    assert run_sweep(spec, runs, echo=lambda line: None) == 0
+    first = _book(runs)
+    assert first["status"] == "complete" and [m["status"] for m in first["members"]] == ["complete"] * 2
+    run_dirs = sorted(p for p in runs.glob("t/*/*") if p.is_dir())
+    assert len(run_dirs) == 2 and all((p / "oof.csv").is_file() for p in run_dirs)
+    calls = []
+    real = folds_module.run_fold
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(executors, "run_fold", lambda *a, **k: calls.append(1) or real(*a, **k))
+        assert run_sweep(spec, runs, echo=lambda line: None) == 0
+    assert calls == [] and sorted(p for p in runs.glob("t/*/*") if p.is_dir()) == run_dirs
+    assert all(m["reused"] for m in _book(runs)["members"])
+
+
+def test_an_interrupted_sweep_resumes_its_members_where_they_stopped(tmp_path, monkeypatch):
+    runs, spec = tmp_path / "runs", _spec(tmp_path)
+    real = folds_module.run_fold
+    seen = []
+
+    def last_fold_is_interrupted(spec, *args, **kwargs):
+        seen.append(spec.index)
+        if len(seen) == 4:  # the second member's second fold: its first is on disk
+            raise KeyboardInterrupt
+        return real(spec, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(executors, "run_fold", last_fold_is_interrupted)
+        assert run_sweep(spec, runs, echo=lambda line: None) == 130
+    book = _book(runs)
+    assert book["status"] == "interrupted"
+    assert [m["status"] for m in book["members"]] == ["complete", "interrupted"]
+    assert run_sweep(spec, runs, echo=lambda line: None) == 0
+    book = _book(runs)
+    assert [(m["status"], m["reused"], m["resumed"]) for m in book["members"]] == [
+        ("complete", True, False), ("complete", False, True)]
+    record = json.loads((runs / "t" / book["members"][1]["id"]).glob("*/run.json").__next__().read_text())
+    assert record["resumed_folds"] == [0] and record["status"] == "complete"
+
+
+def test_a_failing_member_fails_alone(tmp_path):
+    """An exception in a member's fit (here an invalid parameter value) fails that member, not the sweep."""
+    spec = _spec(tmp_path, HGB_ONLY.replace("max_iter = 60", "max_iter = [60, -1]"))
+    runs = tmp_path / "runs"
+    assert run_sweep(spec, runs, echo=lambda line: None) == 1
+    statuses = sorted((m["params"]["max_iter"], m["status"]) for m in _book(runs)["members"])
+    assert statuses == [(-1, "failed"), (-1, "failed"), (60, "complete"), (60, "complete")]
+    failed = next(m for m in _book(runs)["members"] if m["status"] == "failed")
+    assert "max_iter" in failed["error"]
+
+
+# ---------------------------------------------------------------- Ray
+
+def test_inline_and_ray_give_the_same_predictions_and_records(tmp_path, local_ray):
+    text = HGB_ONLY + """
+    [[model]]
+    name = "realmlp"
+    seeds = [3]
+    params = {{ n_epochs = 3 }}
+    """
+    outputs = {}
+    for executor in ("inline", "ray"):
+        runs = tmp_path / executor
+        assert run_sweep(_spec(tmp_path, text), runs, executor, cpus_per_task=2, echo=lambda line: None) == 0
+        outputs[executor] = _book(runs)
+    inline, ray_book = outputs["inline"], outputs["ray"]
+    assert ray_book["engine"]["engine"] == "ray" and ray_book["engine"]["nodes"] == 1
+    assert [m["id"] for m in inline["members"]] == [m["id"] for m in ray_book["members"]]
+    volatile = {"timings", "started_at", "ended_at", "run_id", "pid", "command", "options", "environment", "device"}
+    for a, b in zip(inline["members"], ray_book["members"]):
+        assert a["oof_rmse"] == b["oof_rmse"]
+        dir_a, dir_b = (next((tmp_path / e / "t" / a["id"]).glob("*/")) for e in ("inline", "ray"))
+        for name in ("oof.csv", "submission.csv"):
+            assert (dir_a / name).read_bytes() == (dir_b / name).read_bytes(), (a["id"], name)
+        rec_a, rec_b = (json.loads((d / "run.json").read_text()) for d in (dir_a, dir_b))
+        config_a, config_b = rec_a.pop("config"), rec_b.pop("config")
+        config_a.pop("executor"), config_b.pop("executor")
+        assert config_a == config_b
+        assert {k: v for k, v in rec_a.items() if k not in volatile} == \
+               {k: v for k, v in rec_b.items() if k not in volatile}
+        assert all(f["worker"]["node_ip"] for f in rec_b["timings"]["folds"])  # where each fold ran
+
+
+def test_the_features_go_to_the_object_store_once(tmp_path, local_ray):
+    from roadrisk.ray_executor import RayExecutor
+
+    made = []
+    real_init = RayExecutor.__init__
+
+    def keep(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RayExecutor, "__init__", keep)
+        assert run_sweep(_spec(tmp_path), tmp_path / "runs", "ray", echo=lambda line: None) == 0
+    (executor,) = made
+    assert len(executor._data_refs) == 1  # 2 members x 2 folds, one put
+
+
+def test_a_ray_worker_killed_mid_fold_is_retried_and_the_sweep_finishes(tmp_path, local_ray):
+    import psutil
+
+    from roadrisk.sweep import progress as progress_module
+
+    killed = []
+    real_epoch = progress_module.SweepProgress.epoch
+
+    def kill_the_worker_once(self, task, event):
+        if not killed:
+            for proc in psutil.process_iter(["cmdline"]):
+                if any("ray::_ray_fold" in part for part in proc.info["cmdline"] or []):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.append(proc.pid)
+                    break
+        return real_epoch(self, task, event)
+
+    text = """
+    name = "{name}"
+    [data]
+    profile = "smoke"
+    [[model]]
+    name = "realmlp"
+    seeds = [1]
+    params = {{ n_epochs = 4 }}
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(progress_module.SweepProgress, "epoch", kill_the_worker_once)
+        code = run_sweep(_spec(tmp_path, text), tmp_path / "runs", "ray", cpus_per_task=2, echo=lambda line: None)
+    assert killed, "no Ray worker was found to kill"
+    assert code == 0
+    (member,) = _book(tmp_path / "runs")["members"]
+    assert member["status"] == "complete" and member["attempts"] >= 3  # 2 folds, one of them started twice
+
+
+def test_train_spreads_one_runs_folds_over_ray_through_the_cli(tmp_path):
+    result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--executor", "ray", "--runs-dir",
+                     str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Started a local Ray" not in result.stdout + result.stderr  # Ray's noise stays in library.log
+    (run_dir,) = (tmp_path / "native").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["config"]["executor"]["engine"] == "ray" and record["status"] == "complete"
+    assert {f["worker"]["attempts"] for f in record["timings"]["folds"]} == {1}
+    oof = pd.read_csv(run_dir / "oof.csv")
+    assert len(oof) == 2000 and oof.accident_risk.notna().all()
+
+
+def test_ray_missing_is_one_clear_line(monkeypatch):
+    import sys
+
+    from roadrisk.executors import make_executor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(RoadriskError, match=r"Ray is not installed. Fix: pip install 'roadrisk\[ray\]'"):
+        make_executor("ray")
