@@ -7,7 +7,7 @@ TOOLS := .tools
 NOX := $(TOOLS)/bin/nox
 
 # Passed through to the sessions (noxfile.py documents every knob).
-export PROFILE MODEL RECIPE DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID PLATFORMS
+export PROFILE MODEL RECIPE DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID PLATFORMS SWEEP SPEC EXECUTOR
 
 # nox itself lives in a local tools venv: no global installs.
 $(NOX): requirements/tools.txt
@@ -35,13 +35,25 @@ run-docker-mps: $(NOX) ## Train in the image a Mac user tries (asks for MPS, sho
 run-docker-gpu: $(NOX) ## Train in the NVIDIA image (needs the NVIDIA Container Toolkit) -> runs/docker-gpu/
 	@$(NOX) -s "run_docker(gpu)"
 
+.PHONY: run-cluster
+run-cluster: $(NOX) ## A Ray head + 2 workers (compose) run the smoke sweep, then stop -> runs/cluster/<sweep>/
+	@$(NOX) -s run_cluster
+
 .PHONY: images
 images: $(NOX) ## Build the CPU and MPS images
 	@$(NOX) -s build_images
 
 .PHONY: compare
-compare: $(NOX) ## Diff device logs, timings and accuracy of the latest runs -> reports/compare.{md,json,png}
+compare: $(NOX) ## Diff devices, timings, accuracy; rank runs and ensembles -> reports/ (ARGS='--runs-dir runs/SWEEP')
 	@$(NOX) -s compare
+
+.PHONY: sweep
+sweep: $(NOX) ## Train many members on fixed folds (SPEC=sweeps/quick-cpu.toml EXECUTOR=inline|process|ray) -> runs/<name>/
+	@$(NOX) -s sweep
+
+.PHONY: ensemble
+ensemble: $(NOX) ## Blend a sweep's complete runs (SWEEP=runs/quick-cpu) -> SWEEP/ensemble/ (docs/ensemble.md)
+	@$(NOX) -s ensemble
 
 .PHONY: bench
 bench: $(NOX) ## Benchmarks as ratios (overhead, data, container tax, accelerator, scaling) -> reports/bench.{md,json}

@@ -6,6 +6,8 @@ dependency pins or the torch choice change. Docker sessions (``python=False``) d
 
 Knobs (environment variables, passed through by make):
   PROFILE, MODEL, DEVICE, ARGS   what ``roadrisk train`` runs
+  SPEC, EXECUTOR                 the sweep ``make sweep`` trains (default sweeps/quick-cpu.toml) and how (inline|process|ray)
+  SWEEP                          the sweep folder ``make ensemble`` blends (default runs/quick-cpu)
   TORCH=cpu|cuda                 which torch build the Linux host venv gets (default cpu; macOS: PyPI's, with MPS)
   TORCH_INDEX_URL                where the CPU build comes from (default PyTorch's CPU index; "none" for none)
   WHEELHOUSE                     a folder of wheels pip may install from (offline machines)
@@ -142,6 +144,26 @@ def compare(session: nox.Session) -> None:
     """Compare the latest complete run of each label in runs/: reports/compare.{md,json,png}."""
     bin_dir = host_venv(session)
     session.run(str(bin_dir / "roadrisk"), "compare", "--runs-dir", str(_runs_dir()),
+                *shlex.split(os.environ.get("ARGS", "")), *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def ensemble(session: nox.Session) -> None:
+    """Blend every complete run of a sweep (SWEEP, default runs/quick-cpu) into SWEEP/ensemble/, beside its
+    members, so that `make compare ARGS='--runs-dir SWEEP'` ranks them together."""
+    bin_dir = host_venv(session)
+    sweep = Path(os.environ.get("SWEEP") or _runs_dir() / "quick-cpu").resolve()
+    session.run(str(bin_dir / "roadrisk"), "ensemble", "--sweep", str(sweep), "--runs-dir", str(sweep),
+                *shlex.split(os.environ.get("ARGS", "")), *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def sweep(session: nox.Session) -> None:
+    """Train a sweep's members (SPEC, default sweeps/quick-cpu.toml) with EXECUTOR (inline|process|ray): runs/<name>/."""
+    bin_dir = host_venv(session)
+    spec = os.environ.get("SPEC") or str(ROOT / "sweeps" / "quick-cpu.toml")
+    session.run(str(bin_dir / "roadrisk"), "sweep", spec, "--runs-dir", str(_runs_dir()),
+                "--executor", os.environ.get("EXECUTOR") or "inline",
                 *shlex.split(os.environ.get("ARGS", "")), *session.posargs, external=True)
 
 
@@ -312,7 +334,10 @@ VARIANTS = {
     "cpu": ("docker/Dockerfile", "roadrisk:cpu", "docker", "auto", []),
     "mps": ("docker/Dockerfile.mps", "roadrisk:mps", "docker-mps", "mps", []),
     "gpu": ("docker/Dockerfile.gpu", "roadrisk:gpu", "docker-gpu", "cuda", ["--gpus", "all"]),
+    "cpu-ray": ("docker/Dockerfile", "roadrisk:cpu-ray", "cluster", "auto", []),  # the compose cluster's nodes
 }
+# The CPU Dockerfile with the [ray] extra: its own tag, so the plain CPU image stays without Ray.
+BUILD_ARGS = {"cpu-ray": ["--build-arg", "EXTRAS=ray"]}
 
 
 def docker_cli() -> str:
@@ -395,7 +420,7 @@ def build_image(session: nox.Session, variant: str) -> str:
                          success_codes=[0, 128]) or "unknown"
     args = ["build", "--network=host", "-f", dockerfile, "-t", tag,
             "--build-arg", f"BASE_IMAGE={_base_image()}", "--build-arg", f"GIT_COMMIT={commit.strip() or 'unknown'}",
-            "--build-arg", f"TORCH_INDEX_URL={_torch_index()}"]
+            "--build-arg", f"TORCH_INDEX_URL={_torch_index()}", *BUILD_ARGS.get(variant, [])]
     targets = os.environ.get("PLATFORMS")
     if targets:  # the Dockerfiles ask the platform table inside the build, so any architecture gets its torch
         # several platforms at once need buildx (and, to run a foreign one, QEMU): docs/platforms.md
@@ -456,3 +481,129 @@ def build_images(session: nox.Session) -> None:
     _check_engine(session, "cpu")
     for variant in session.posargs or ["cpu", "mps"]:
         build_image(session, variant)
+
+
+# ---------------------------------------------------------------- the compose Ray cluster
+
+CLUSTER_COMPOSE = "docker/docker-compose.ray.yml"  # a Ray head and two workers (the file says why each setting)
+CLUSTER_PROJECT = "roadrisk-cluster"  # compose's project name: its containers and network carry it
+CLUSTER_NODES = 3
+CLUSTER_START_TIMEOUT_S = 180  # 16 s measured here: room for a loaded laptop, not for a hung node
+CLUSTER_SPEC = "sweeps/smoke-cpu.toml"
+# Asked inside the head: how many nodes the cluster's control store knows alive, and their CPUs for tasks.
+NODES_ALIVE = ("import json, ray; ray.init(address='auto', logging_level='ERROR', log_to_driver=False); "
+               "print(json.dumps({'alive': sum(n['Alive'] for n in ray.nodes()), "
+               "'cpus': ray.cluster_resources().get('CPU', 0)}))")
+
+
+def compose_cli() -> list[str]:
+    """Compose v2 (`docker compose`) where the plugin answers, else v1 (`docker-compose`, Debian 12's)."""
+    import shutil
+
+    if subprocess.run([docker_cli(), "compose", "version"], capture_output=True).returncode == 0:
+        return [docker_cli(), "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else []
+
+
+def _cluster_spec(session: nox.Session) -> Path:
+    """The sweep the cluster runs: SPEC, default the smoke sweep; a file under sweeps/, the folder the head mounts."""
+    spec = (ROOT / (os.environ.get("SPEC") or CLUSTER_SPEC)).resolve()
+    if not spec.is_file() or not spec.is_relative_to(ROOT / "sweeps"):
+        session.error(f"the cluster runs a sweep spec in sweeps/ (the only folder its head mounts), not {spec}: "
+                      f"set SPEC=sweeps/<name>.toml, e.g. SPEC={CLUSTER_SPEC}")
+    return spec
+
+
+def _sweep_name(spec: Path) -> str:
+    """The spec's top-level name, read as text: nox may run on Python 3.10, without tomllib."""
+    import re
+
+    found = re.search(r'^name\s*=\s*"([^"]+)"', spec.read_text(), re.MULTILINE)
+    return found.group(1) if found else spec.stem
+
+
+def _wait_for_nodes(session: nox.Session, compose: list[str], env: dict) -> dict:
+    """Poll the head until every node is alive; stop at once, with its log, if a node's container exited."""
+    import time
+
+    started, alive = time.monotonic(), {"alive": 0, "cpus": 0}
+    while time.monotonic() - started < CLUSTER_START_TIMEOUT_S:
+        exited = subprocess.run([docker_cli(), "ps", "--all", "--filter", f"label=com.docker.compose.project={CLUSTER_PROJECT}",
+                                 "--filter", "status=exited", "--format", '{{.Label "com.docker.compose.service"}}'],
+                                capture_output=True, text=True).stdout.split()
+        if exited:
+            session.run(*compose, "logs", "--no-color", "--tail", "15", *exited, env=env, external=True, success_codes=[0, 1])
+            session.error(f"the Ray cluster did not start: {', '.join(exited)} exited (its log above). Fix what it says, "
+                          "then make run-cluster again (it removes what is left)")
+        probe = subprocess.run([*compose, "exec", "-T", "head", "python", "-c", NODES_ALIVE], env={**os.environ, **env},
+                               capture_output=True, text=True)
+        if probe.returncode == 0:
+            alive = json.loads(probe.stdout.strip().splitlines()[-1])
+            if alive["alive"] >= CLUSTER_NODES:
+                return {**alive, "seconds": time.monotonic() - started}
+        time.sleep(2)
+    session.run(*compose, "logs", "--no-color", "--tail", "15", env=env, external=True, success_codes=[0, 1])
+    session.error(f"the Ray cluster did not come up: {alive['alive']} of {CLUSTER_NODES} nodes alive after "
+                  f"{CLUSTER_START_TIMEOUT_S} s (logs above). Fix: free memory or CPU on this machine, then make run-cluster")
+
+
+def _check_sweep(session: nox.Session, sweep_json: Path) -> None:
+    """Which nodes ran the folds, from the driver's sweep.json: the proof that the work was spread.
+    Its status is checked too: `compose exec` can end with 0 when the driver in the head was cut off."""
+    if not sweep_json.is_file():
+        session.error(f"the sweep wrote no {sweep_json}: see the driver's output above")
+    sweep = json.loads(sweep_json.read_text())
+    if sweep.get("status") != "complete":
+        session.error(f"the sweep ended {sweep.get('status')!r}, not complete ({sweep_json}): make run-cluster "
+                      "again trains only what is missing")
+    members = sweep["members"]
+    folds_per_node: dict[str, int] = {}
+    for fold in (fold for member in members for fold in member.get("folds", [])):
+        node = fold.get("node_ip") or "(not recorded)"
+        folds_per_node[node] = folds_per_node.get(node, 0) + 1
+    spread = ", ".join(f"{node}: {count}" for node, count in sorted(folds_per_node.items()))
+    session.log(f"{len(members)} members, their folds on {len(folds_per_node)} nodes ({spread}) -> {sweep_json.parent}")
+    if len(folds_per_node) < 2:
+        session.warn("every fold ran on one node: a sweep with fewer folds than workers cannot spread")
+
+
+@nox.session(name="run_cluster", python=False)
+def run_cluster(session: nox.Session) -> None:
+    """A Ray head and two workers (compose, CPU image with Ray) run the smoke sweep: runs/cluster/<sweep>/.
+
+    The driver runs inside the head (`roadrisk sweep --executor ray --address auto`); the cluster is taken
+    down afterwards, also on failure or Ctrl-C. SPEC=sweeps/<name>.toml picks another sweep, ARGS adds sweep
+    flags. docs/sweep.md (Cluster) says why each setting, and how to aim the command at a real cluster.
+    """
+    import time
+
+    spec = _cluster_spec(session)
+    _check_engine(session, "cpu")
+    compose = compose_cli()
+    if not compose:
+        session.error("no Docker Compose (neither `docker compose` nor `docker-compose` answers): install the Compose "
+                      "plugin (Docker Desktop has it) or docker-compose, then make run-cluster")
+    build_image(session, "cpu-ray")
+    runs_dir = _runs_dir()
+    cache_dir = Path(os.environ.get("ROADRISK_CACHE_DIR") or Path.home() / ".cache" / "roadrisk").resolve()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # What the compose file reads: the host's UID owns what the driver writes (HOST_UID/HOST_GID override it).
+    env = {"HOST_UID": os.environ.get("HOST_UID") or str(os.getuid()), "HOST_GID": os.environ.get("HOST_GID") or str(os.getgid()),
+           "RUNS_DIR": str(runs_dir), "ROADRISK_CACHE_DIR": str(cache_dir), "BASE_IMAGE": _base_image()}
+    compose = [*compose, "-f", str(ROOT / CLUSTER_COMPOSE), "-p", CLUSTER_PROJECT]
+    down = [*compose, "down", "--volumes", "--remove-orphans", "--timeout", "5"]
+    session.run(*down, env=env, external=True, silent=True)  # whatever a killed run left behind
+    try:
+        session.run(*compose, "up", "--detach", "--no-build", env=env, external=True)
+        up = _wait_for_nodes(session, compose, env)
+        session.log(f"Ray cluster: {up['alive']} nodes alive after {up['seconds']:.0f} s, {up['cpus']:g} CPUs for tasks "
+                    "(the head runs the driver and takes none)")
+        started = time.monotonic()
+        session.run(*compose, "exec", "-T", "head", "roadrisk", "sweep", f"/work/{spec.relative_to(ROOT)}", "--executor", "ray",
+                    "--address", "auto", "--runs-dir", "/work/runs/cluster", *shlex.split(os.environ.get("ARGS", "")),
+                    *session.posargs, env=env, external=True)
+        session.log(f"the sweep took {time.monotonic() - started:.0f} s on the cluster")
+        _check_sweep(session, runs_dir / "cluster" / _sweep_name(spec) / "sweep.json")
+    finally:
+        session.run(*down, env=env, external=True, silent=True)
