@@ -6,6 +6,7 @@
 4. accelerator        the fast recipe vs the seed recipe, and the `full` profile end to end per recipe
                       (needs CUDA or MPS; else "not measured", never estimated) -- accelerator.py
 5. scaling            time against rows on this CPU, and which phase dominates
+6. ray                Ray local vs inline on the same members; GPU sharing (--gpus-per-task) -- ray_cost.py
 
 `make bench ARGS="--only accelerator full-run"` runs just the GPU half.
 
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import accelerator  # benchmarks/ is this script's folder, first on sys.path
+import ray_cost
 import numpy as np
 import pandas as pd
 import plot
@@ -335,8 +337,9 @@ def render(result: dict) -> str:
                        f"| {row['speed_up']}x |")
     out += accelerator.render(result["accelerator"], result["full_run"])
     s = result["scaling"]
+    ray_lines = ray_cost.render(result.get("ray") or {}, result.get("gpu_share") or {})
     if not s["rows"]:
-        return "\n".join([*out, "", "## 5. Scaling on this CPU (2 folds)", "", "- skipped", ""])
+        return "\n".join([*out, "", "## 5. Scaling on this CPU (2 folds)", "", "- skipped", *ray_lines, ""])
     out += ["", "## 5. Scaling on this CPU (2 folds)", "",
             "| model | rows | total s | setup | load | features | fit | predict | dominant | gap to floor |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -344,11 +347,11 @@ def render(result: dict) -> str:
         out.append(f"| {r['model']} | {r['rows']} | {r['total_s']:.1f} | {r['setup_s']:.1f} | {r['load_s']:.2f} "
                    f"| {r['features_s']:.2f} | {r['fit_s']:.1f} | {r['predict_s']:.2f} | {r['dominant']} "
                    f"| +{r['gap_to_floor_pct']:.2f}% |")
-    out += ["", f"fit time grows as rows^k: {s['fit_time_exponent']}", ""]
+    out += ["", f"fit time grows as rows^k: {s['fit_time_exponent']}", *ray_lines, ""]
     return "\n".join(out)
 
 
-SECTIONS = ("overhead", "data", "container", "jobs", "accelerator", "full-run", "scaling")
+SECTIONS = ("overhead", "data", "container", "jobs", "accelerator", "full-run", "scaling", "ray", "gpu-share")
 # Overhead rows: (model, profile, repeats). hgb's quick run is 2 s, so it gets the most repeats; the
 # Kaggle-size hgb row shows the ratio a real run pays.
 OVERHEAD_ROWS = (("hgb", "quick", 7), ("realmlp", "quick", 2), ("hgb", "full", 3))
@@ -372,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="profile of the end-to-end run (default full; smaller only for code checks)")
     parser.add_argument("--full-run-recipes", nargs="+", default=list(accelerator.RECIPE_ORDER),
                         choices=list(accelerator.RECIPE_ORDER), help="recipes of the end-to-end runs (default both)")
+    parser.add_argument("--ray-repeats", type=int, default=3, help="alternating inline/Ray repeats in section 6")
     parser.add_argument("--from-json", type=Path, metavar="BENCH_JSON",
                         help="measure nothing: write bench.md and bench.png again from a saved bench.json")
     args = parser.parse_args(argv)
@@ -412,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             result["full_run"] = accelerator.full_run(device, tmp / "full", log, args.full_run_profile,
                                                       recipes=tuple(args.full_run_recipes))
         result["scaling"] = scaling(tmp, log) if "scaling" in wanted else {"rows": [], "fit_time_exponent": {}}
+        result["ray"] = ray_cost.ray_cost(tmp, log, args.ray_repeats) if "ray" in wanted else skipped
+        result["gpu_share"] = ray_cost.gpu_share(tmp, log) if "gpu-share" in wanted else skipped
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "bench.json", json.loads(json.dumps(result, default=float)))
     return write_reports(result, args.out)
