@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 
 import accelerator  # benchmarks/ is this script's folder, first on sys.path
-import ray_cost
 import numpy as np
 import pandas as pd
 import plot
+import ray_cost
 from bare import bare_run, silenced
 
 from roadrisk import data as data_module
@@ -376,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-run-recipes", nargs="+", default=list(accelerator.RECIPE_ORDER),
                         choices=list(accelerator.RECIPE_ORDER), help="recipes of the end-to-end runs (default both)")
     parser.add_argument("--ray-repeats", type=int, default=3, help="alternating inline/Ray repeats in section 6")
+    parser.add_argument("--ray-profile", default="quick", choices=sorted(PROFILES),
+                        help="data of section 6's members (default quick; smoke only checks the code)")
     parser.add_argument("--from-json", type=Path, metavar="BENCH_JSON",
                         help="measure nothing: write bench.md and bench.png again from a saved bench.json")
     args = parser.parse_args(argv)
@@ -416,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
             result["full_run"] = accelerator.full_run(device, tmp / "full", log, args.full_run_profile,
                                                       recipes=tuple(args.full_run_recipes))
         result["scaling"] = scaling(tmp, log) if "scaling" in wanted else {"rows": [], "fit_time_exponent": {}}
-        result["ray"] = ray_cost.ray_cost(tmp, log, args.ray_repeats) if "ray" in wanted else skipped
-        result["gpu_share"] = ray_cost.gpu_share(tmp, log) if "gpu-share" in wanted else skipped
+        result["ray"] = ray_cost.ray_cost(tmp, log, args.ray_repeats, args.ray_profile) if "ray" in wanted else skipped
+        result["gpu_share"] = (ray_cost.gpu_share(tmp, log, allowed=args.accelerator_device != "none")
+                               if "gpu-share" in wanted else skipped)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "bench.json", json.loads(json.dumps(result, default=float)))
     return write_reports(result, args.out)

@@ -69,3 +69,14 @@ def test_gpu_check_script_refuses_a_machine_without_cuda_in_one_line(tmp_path):
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1 and words in done.stderr and "Fix:" in done.stderr
     assert not (tmp_path / "gpu" / "bench.json").exists()
+
+
+def test_ray_section_runs_both_sides_and_gpu_sharing_is_not_measured_without_cuda(tmp_path):
+    result, text = _bench(tmp_path, "--only", "ray", "gpu-share", "--ray-repeats", "2", "--ray-profile", "smoke",
+                          "--accelerator-device", "none")
+    ray = result["ray"]
+    assert ray["measured"] and ray["members"] == 4 and ray["folds_per_sweep"] == 8
+    assert len(ray["wall_s"]["inline"]) == len(ray["wall_s"]["ray"]) == 2 and ray["ratio_ray_over_inline"] > 0
+    assert ray["in_worker_overhead_s"] is not None and ray["ray_startup_s"] > 0
+    assert result["gpu_share"]["measured"] is False and "no CUDA" in result["gpu_share"]["why"]
+    assert "## 6. Ray" in text and "GPU sharing not measured" in text
