@@ -14,6 +14,10 @@ from pathlib import Path
 
 from . import platforms
 
+# True when an x86-64 Python runs under Rosetta on Apple silicon (MPS is then unusable); the platform
+# table asks the same question before installing torch.
+from .platforms import rosetta as macos_translated
+
 
 def detect_container(root: Path = Path("/")) -> tuple[bool, str]:
     """Whether this process runs inside a Linux container, and the evidence for the answer."""
@@ -85,19 +89,6 @@ def cpu_model() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return platform.processor() or platform.machine()
-
-
-def macos_translated() -> bool:
-    """True when an x86-64 Python runs under Rosetta on Apple silicon (MPS is then unusable)."""
-    if sys.platform != "darwin":
-        return False
-    try:
-        import subprocess
-
-        out = subprocess.run(["sysctl", "-n", "sysctl.proc_translated"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() == "1"
-    except (OSError, subprocess.SubprocessError):
-        return False
 
 
 def torch_facts() -> dict:
