@@ -6,6 +6,8 @@
 # usage: benchmarks/gpu-check.sh OUT_DIR [more bench.py arguments, e.g. --accelerator-models tabm]
 #   PYTHON=...   the interpreter to use (default python3)
 # Writes OUT_DIR/bench.{md,json} and OUT_DIR/nvidia-smi.txt; exits 2 with one line if something is missing.
+# Section 4 compares the seed recipe (TabM to early stopping) with the fast one and trains `full` end to end
+# per recipe (--full-run-recipes seed fast); gpu-share (with Ray) trains TabM folds at 1, 0.5 and 0.25 GPUs.
 set -euo pipefail
 
 out=${1:-}
@@ -34,4 +36,7 @@ fi
 
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-exec "$python" "$root/benchmarks/bench.py" --only accelerator full-run --out "$out" "$@"
+# GPU sharing between folds (--gpus-per-task) needs Ray; without it that section says so and the rest runs.
+sections=(accelerator full-run)
+if "$python" -c 'import ray' 2>/dev/null; then sections+=(gpu-share); fi
+exec "$python" "$root/benchmarks/bench.py" --only "${sections[@]}" --out "$out" "$@"

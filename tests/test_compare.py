@@ -276,3 +276,25 @@ def test_device_settings_show_in_the_diff_and_vanish_where_no_run_has_them(tmp_p
     assert "| ≠ | matmul_precision | highest | high |" in text
     assert "| ≠ | batch_size | 256 | 2048 |" in text
     assert "allow_amp" not in text  # neither run has it (RealMLP): no empty row
+
+
+def test_recipe_and_cv_seed_decide_comparability_and_the_model_seed_does_not(tmp_path):
+    """Schema-2 runs: another recipe or other folds answer another question; another model seed is a repeat."""
+    runs = tmp_path / "runs"
+
+    def v2(label, **config):
+        record = _record(label)
+        record["schema_version"] = 2
+        record["config"].update({"recipe": "fast", "cv_seed": 42, **config})
+        return record
+
+    _write(runs, "native", "r1", v2("native"))
+    _write(runs, "seed", "r2", v2("seed", recipe="seed"))
+    _write(runs, "folds", "r3", v2("folds", cv_seed=7))
+    _write(runs, "reseeded", "r4", v2("reseeded", seed=3))
+    code, text = _compare(tmp_path)
+    assert code == 0
+    rows = {r["label"]: r for r in json.loads((tmp_path / "out" / "compare.json").read_text())["runs"]}
+    assert rows["seed"]["not_comparable_because"] == ["recipe differs (seed vs fast)"]
+    assert rows["folds"]["not_comparable_because"] == ["cv_seed differs (7 vs 42)"]
+    assert rows["reseeded"]["comparable"] and rows["reseeded"]["speed_up"] is not None

@@ -222,18 +222,21 @@ class TrainingRun:
 
     def execute(self, executor) -> str:
         """The whole run with one executor: what ``roadrisk train`` does."""
-        self.prepare(executor)
-        if self.opts.dry_run:
-            return self.dry_run()
-        progress = FoldProgress(self.console, self.total_folds, done_before=len(self.results))
         try:
-            for _task, result, error in executor.run(self.tasks, progress) if self.tasks else ():
-                if error is not None:
-                    raise error
-                self.accept(result)
+            self.prepare(executor)
+            if self.opts.dry_run:
+                return self.dry_run()
+            progress = FoldProgress(self.console, self.total_folds, done_before=len(self.results))
+            try:
+                for _task, result, error in executor.run(self.tasks, progress) if self.tasks else ():
+                    if error is not None:
+                        raise error
+                    self.accept(result)
+            finally:
+                progress.close()
         finally:
-            progress.close()
-            executor.close()
+            if executor is not None:
+                executor.close()
         return self.finish()
 
     def prepare(self, executor=None) -> None:

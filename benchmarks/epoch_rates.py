@@ -1,0 +1,61 @@
+"""Section 7 of ``make bench``: how long one epoch takes on this CPU, per training row.
+
+The full-on-the-CPU warning (``roadrisk.estimates``) quotes these rates; this section measures them
+again and puts the two side by side, so the warning stays a measurement. One holdout fold, the seed's
+TabM architecture and pytabkit's RealMLP-TD at batch 256, two epochs each: core-seconds per row-epoch
+= fit seconds x threads / (rows x epochs).
+"""
+
+from __future__ import annotations
+
+from roadrisk import data as data_module
+from roadrisk import environment, features, schema
+from roadrisk.estimates import CORE_SECONDS_PER_ROW_EPOCH
+from roadrisk.folds import plan, run_fold
+from roadrisk.models import MODELS
+from roadrisk.recipes import RECIPES
+
+SETTINGS = {"tabm": ("seed", 16_000), "realmlp": ("fast", 40_000)}  # recipe, train rows (as the rates were taken)
+EPOCHS = 2
+
+
+def epoch_rates(log) -> dict:
+    threads = environment.usable_cpus()[0]
+    rows = []
+    for model, (recipe_name, train_rows) in SETTINGS.items():
+        total = train_rows * 5 // 4  # fold 1 of 5 trains on 4/5 of the rows
+        data_dir, _ = data_module.embedded_dir(total, 1_000, 20_000, 42)
+        dataset = data_module.load(data_dir, "embedded")
+        recipe = RECIPES[recipe_name]
+        feature_set = features.build(dataset.train, dataset.test, dataset.original, recipe)
+        target = dataset.train[schema.TARGET].to_numpy(dtype=float)
+        params = {**MODELS[model].defaults("full", "cpu", recipe_name), "n_epochs": EPOCHS}
+        if model == "realmlp":
+            params["batch_size"] = 256
+        spec = plan(len(target), 5, 42, model=model, params=params, device="cpu", seed=42, threads=threads,
+                    categorical=tuple(feature_set.categorical))[0]
+        from bare import silenced
+
+        with silenced():
+            result = run_fold(spec, feature_set, target)
+        fit = result.timings["fit"]
+        measured = fit * threads / (len(spec.train_idx) * EPOCHS)
+        rows.append({"model": model, "recipe": recipe_name, "train_rows": len(spec.train_idx), "epochs": EPOCHS,
+                     "threads": threads, "fit_s": round(fit, 2), "s_per_epoch": round(fit / EPOCHS, 2),
+                     "core_s_per_row_epoch": measured, "warning_uses": CORE_SECONDS_PER_ROW_EPOCH[model],
+                     "measured_over_warning": round(measured / CORE_SECONDS_PER_ROW_EPOCH[model], 3)})
+        log(f"epoch rate {model}: {fit / EPOCHS:.1f} s/epoch on {len(spec.train_idx)} rows, {threads} threads")
+    return {"measured": True, "rows": rows}
+
+
+def render(section: dict) -> list[str]:
+    out = ["", "## 7. CPU epoch rates (what the full-on-CPU warning quotes)", ""]
+    if not section.get("measured"):
+        return [*out, f"- {section.get('why', 'skipped')}"]
+    out += ["| model | recipe | train rows | threads | s/epoch | core-s per 1k row-epochs | the warning uses | measured/used |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in section["rows"]:
+        out.append(f"| {r['model']} | {r['recipe']} | {r['train_rows']} | {r['threads']} | {r['s_per_epoch']} "
+                   f"| {1000 * r['core_s_per_row_epoch']:.3f} | {1000 * r['warning_uses']:.3f} "
+                   f"| {r['measured_over_warning']} |")
+    return out
