@@ -12,6 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from .test_cluster import _left_behind
+from .test_docker import needs_engine
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 
@@ -80,3 +85,36 @@ def test_ray_section_runs_both_sides_and_gpu_sharing_is_not_measured_without_cud
     assert ray["in_worker_overhead_s"] is not None and ray["ray_startup_s"] > 0
     assert result["gpu_share"]["measured"] is False and "no CUDA" in result["gpu_share"]["why"]
     assert "## 6. Ray" in text and "GPU sharing not measured" in text
+
+
+def test_cluster_section_is_not_measured_without_a_docker_engine(tmp_path, monkeypatch):
+    """No `docker` on PATH: one reason, no figure (never an estimate)."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import cluster_scaling
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    section = cluster_scaling.cluster_scaling(tmp_path, lambda text: None)
+    assert section == {"measured": False, "why": section["why"]} and "no Docker engine" in section["why"]
+    assert "- not measured: no Docker engine" in "\n".join(cluster_scaling.render(section))
+
+
+@pytest.mark.docker
+@pytest.mark.e2e
+@needs_engine
+def test_cluster_section_runs_one_and_two_workers_through_make_and_leaves_nothing(tmp_path):
+    """`--only cluster` at its smallest: one `make run-cluster` with CLUSTER_WORKERS=1, one with 2 (about 2 min)."""
+    result, text = _bench(tmp_path, "--only", "cluster", "--cluster-repeats", "1")
+    section = result["cluster"]
+    assert section["measured"], section.get("why")
+    assert section["order"] == [1, 2] and section["members"] == 4 and section["folds_per_sweep"] == 8
+    for workers in ("1", "2"):
+        assert len(section["sweep_s"][workers]) == 1 and section["sweep_s"][workers][0] > 0
+        assert section["members_per_hour"][workers][0] > 0 and section["cluster_start_s"][workers][0] > 0
+    assert section["nodes_alive"] == {"1": [2], "2": [3]}  # the head and its workers
+    assert section["fold_nodes"]["1"] == [1] and len(section["folds_per_node"]["1"][0]) == 1
+    assert section["fold_nodes"]["2"][0] >= 2 and sum(section["folds_per_node"]["2"][0].values()) == 8
+    assert section["ratio_2_over_1"] > 0 and section["interval_95"] is None  # one pair: no interval
+    assert _left_behind() == []
+    assert "## 6b. Cluster scaling" in text and "2 workers / 1 worker" in text
