@@ -59,6 +59,10 @@ ensemble: $(NOX) ## Blend a sweep's complete runs (SWEEP=runs/quick-cpu) -> SWEE
 bench: $(NOX) ## Benchmarks as ratios (overhead, data, container tax, accelerator, scaling) -> reports/bench.{md,json}
 	@$(NOX) -s bench
 
+.PHONY: examples
+examples: $(NOX) ## Regenerate the measured runs the README and docs quote -> docs/examples/
+	@$(NOX) -s examples
+
 .PHONY: doctor
 doctor: $(NOX) ## Print this machine's environment block and device choice
 	@$(NOX) -s doctor

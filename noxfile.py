@@ -168,6 +168,13 @@ def sweep(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def examples(session: nox.Session) -> None:
+    """Regenerate the measured runs the README and docs quote: docs/examples/ (scripts/examples.py)."""
+    bin_dir = host_venv(session)
+    session.run(str(bin_dir / "python"), str(ROOT / "scripts" / "examples.py"), *session.posargs, external=True)
+
+
+@nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks (kept apart from the tests): reports/bench.{md,json}."""
     bin_dir = host_venv(session)
@@ -487,7 +494,7 @@ def build_images(session: nox.Session) -> None:
 
 CLUSTER_COMPOSE = "docker/docker-compose.ray.yml"  # a Ray head and two workers (the file says why each setting)
 CLUSTER_PROJECT = "roadrisk-cluster"  # compose's project name: its containers and network carry it
-CLUSTER_NODES = 3
+CLUSTER_WORKERS = 2  # CLUSTER_WORKERS=N: worker-1 and N-1 copies of worker-2 (`up --scale`), 1 CPU each
 CLUSTER_START_TIMEOUT_S = 180  # 16 s measured here: room for a loaded laptop, not for a hung node
 CLUSTER_SPEC = "sweeps/smoke-cpu.toml"
 # Asked inside the head: how many nodes the cluster's control store knows alive, and their CPUs for tasks.
@@ -522,8 +529,17 @@ def _sweep_name(spec: Path) -> str:
     return found.group(1) if found else spec.stem
 
 
-def _wait_for_nodes(session: nox.Session, compose: list[str], env: dict) -> dict:
-    """Poll the head until every node is alive; stop at once, with its log, if a node's container exited."""
+def _cluster_workers(session: nox.Session) -> int:
+    """How many worker nodes: CLUSTER_WORKERS, default 2 (the compose file's two); 1 runs every fold on one node."""
+    raw = os.environ.get("CLUSTER_WORKERS") or str(CLUSTER_WORKERS)
+    if not raw.isdigit() or int(raw) < 1:
+        session.error(f"CLUSTER_WORKERS must be a whole number of workers, 1 or more, not {raw!r}: e.g. CLUSTER_WORKERS=1")
+    return int(raw)
+
+
+def _wait_for_nodes(session: nox.Session, compose: list[str], env: dict, nodes: int) -> dict:
+    """Poll the head until all `nodes` (head and workers) are alive; stop at once, with its log, if a node's
+    container exited."""
     import time
 
     started, alive = time.monotonic(), {"alive": 0, "cpus": 0}
@@ -539,15 +555,15 @@ def _wait_for_nodes(session: nox.Session, compose: list[str], env: dict) -> dict
                                capture_output=True, text=True)
         if probe.returncode == 0:
             alive = json.loads(probe.stdout.strip().splitlines()[-1])
-            if alive["alive"] >= CLUSTER_NODES:
+            if alive["alive"] >= nodes:
                 return {**alive, "seconds": time.monotonic() - started}
         time.sleep(2)
     session.run(*compose, "logs", "--no-color", "--tail", "15", env=env, external=True, success_codes=[0, 1])
-    session.error(f"the Ray cluster did not come up: {alive['alive']} of {CLUSTER_NODES} nodes alive after "
+    session.error(f"the Ray cluster did not come up: {alive['alive']} of {nodes} nodes alive after "
                   f"{CLUSTER_START_TIMEOUT_S} s (logs above). Fix: free memory or CPU on this machine, then make run-cluster")
 
 
-def _check_sweep(session: nox.Session, sweep_json: Path) -> None:
+def _check_sweep(session: nox.Session, sweep_json: Path, workers: int) -> None:
     """Which nodes ran the folds, from the driver's sweep.json: the proof that the work was spread.
     Its status is checked too: `compose exec` can end with 0 when the driver in the head was cut off."""
     if not sweep_json.is_file():
@@ -563,7 +579,7 @@ def _check_sweep(session: nox.Session, sweep_json: Path) -> None:
         folds_per_node[node] = folds_per_node.get(node, 0) + 1
     spread = ", ".join(f"{node}: {count}" for node, count in sorted(folds_per_node.items()))
     session.log(f"{len(members)} members, their folds on {len(folds_per_node)} nodes ({spread}) -> {sweep_json.parent}")
-    if len(folds_per_node) < 2:
+    if workers > 1 and len(folds_per_node) < 2:
         session.warn("every fold ran on one node: a sweep with fewer folds than workers cannot spread")
 
 
@@ -573,11 +589,13 @@ def run_cluster(session: nox.Session) -> None:
 
     The driver runs inside the head (`roadrisk sweep --executor ray --address auto`); the cluster is taken
     down afterwards, also on failure or Ctrl-C. SPEC=sweeps/<name>.toml picks another sweep, ARGS adds sweep
-    flags. docs/sweep.md (Cluster) says why each setting, and how to aim the command at a real cluster.
+    flags, CLUSTER_WORKERS=1 starts one worker instead of two (`make bench ARGS='--only cluster'` compares them).
+    docs/sweep.md (Cluster) says why each setting, and how to aim the command at a real cluster.
     """
     import time
 
     spec = _cluster_spec(session)
+    workers = _cluster_workers(session)
     _check_engine(session, "cpu")
     compose = compose_cli()
     if not compose:
@@ -595,15 +613,16 @@ def run_cluster(session: nox.Session) -> None:
     down = [*compose, "down", "--volumes", "--remove-orphans", "--timeout", "5"]
     session.run(*down, env=env, external=True, silent=True)  # whatever a killed run left behind
     try:
-        session.run(*compose, "up", "--detach", "--no-build", env=env, external=True)
-        up = _wait_for_nodes(session, compose, env)
-        session.log(f"Ray cluster: {up['alive']} nodes alive after {up['seconds']:.0f} s, {up['cpus']:g} CPUs for tasks "
+        # worker-2 is the one that scales: 0 copies for one worker, more for a bigger machine
+        session.run(*compose, "up", "--detach", "--no-build", "--scale", f"worker-2={workers - 1}", env=env, external=True)
+        up = _wait_for_nodes(session, compose, env, 1 + workers)
+        session.log(f"Ray cluster: {up['alive']} nodes alive after {up['seconds']:.1f} s, {up['cpus']:g} CPUs for tasks "
                     "(the head runs the driver and takes none)")
         started = time.monotonic()
         session.run(*compose, "exec", "-T", "head", "roadrisk", "sweep", f"/work/{spec.relative_to(ROOT)}", "--executor", "ray",
                     "--address", "auto", "--runs-dir", "/work/runs/cluster", *shlex.split(os.environ.get("ARGS", "")),
                     *session.posargs, env=env, external=True)
         session.log(f"the sweep took {time.monotonic() - started:.0f} s on the cluster")
-        _check_sweep(session, runs_dir / "cluster" / _sweep_name(spec) / "sweep.json")
+        _check_sweep(session, runs_dir / "cluster" / _sweep_name(spec) / "sweep.json", workers)
     finally:
         session.run(*down, env=env, external=True, silent=True)

@@ -7,6 +7,9 @@
                       (needs CUDA or MPS; else "not measured", never estimated) -- accelerator.py
 5. scaling            time against rows on this CPU, and which phase dominates
 6. ray                Ray local vs inline on the same members; GPU sharing (--gpus-per-task) -- ray_cost.py
+6b. cluster           members per hour with 1 vs 2 workers in the compose Ray cluster (needs an engine)
+                      -- cluster_scaling.py
+7. epoch-rates        seconds per epoch per row on this CPU, against what the full-on-CPU warning quotes
 
 `make bench ARGS="--only accelerator full-run"` runs just the GPU half.
 
@@ -28,6 +31,8 @@ import time
 from pathlib import Path
 
 import accelerator  # benchmarks/ is this script's folder, first on sys.path
+import cluster_scaling
+import epoch_rates
 import numpy as np
 import pandas as pd
 import plot
@@ -337,7 +342,9 @@ def render(result: dict) -> str:
                        f"| {row['speed_up']}x |")
     out += accelerator.render(result["accelerator"], result["full_run"])
     s = result["scaling"]
-    ray_lines = ray_cost.render(result.get("ray") or {}, result.get("gpu_share") or {})
+    ray_lines = [*ray_cost.render(result.get("ray") or {}, result.get("gpu_share") or {}),
+                 *cluster_scaling.render(result.get("cluster") or {}),
+                 *epoch_rates.render(result.get("epoch_rates") or {})]
     if not s["rows"]:
         return "\n".join([*out, "", "## 5. Scaling on this CPU (2 folds)", "", "- skipped", *ray_lines, ""])
     out += ["", "## 5. Scaling on this CPU (2 folds)", "",
@@ -351,7 +358,8 @@ def render(result: dict) -> str:
     return "\n".join(out)
 
 
-SECTIONS = ("overhead", "data", "container", "jobs", "accelerator", "full-run", "scaling", "ray", "gpu-share")
+SECTIONS = ("overhead", "data", "container", "jobs", "accelerator", "full-run", "scaling", "ray", "gpu-share", "cluster",
+            "epoch-rates")
 # Overhead rows: (model, profile, repeats). hgb's quick run is 2 s, so it gets the most repeats; the
 # Kaggle-size hgb row shows the ratio a real run pays.
 OVERHEAD_ROWS = (("hgb", "quick", 7), ("realmlp", "quick", 2), ("hgb", "full", 3))
@@ -378,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray-repeats", type=int, default=3, help="alternating inline/Ray repeats in section 6")
     parser.add_argument("--ray-profile", default="quick", choices=sorted(PROFILES),
                         help="data of section 6's members (default quick; smoke only checks the code)")
+    parser.add_argument("--cluster-repeats", type=int, default=2,
+                        help="alternating 1-worker/2-worker repeats of `make run-cluster` in section 6b (default 2)")
     parser.add_argument("--from-json", type=Path, metavar="BENCH_JSON",
                         help="measure nothing: write bench.md and bench.png again from a saved bench.json")
     args = parser.parse_args(argv)
@@ -421,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         result["ray"] = ray_cost.ray_cost(tmp, log, args.ray_repeats, args.ray_profile) if "ray" in wanted else skipped
         result["gpu_share"] = (ray_cost.gpu_share(tmp, log, allowed=args.accelerator_device != "none")
                                if "gpu-share" in wanted else skipped)
+        result["cluster"] = cluster_scaling.cluster_scaling(tmp, log, args.cluster_repeats) if "cluster" in wanted else skipped
+        result["epoch_rates"] = epoch_rates.epoch_rates(log) if "epoch-rates" in wanted else skipped
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "bench.json", json.loads(json.dumps(result, default=float)))
     return write_reports(result, args.out)
