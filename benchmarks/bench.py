@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import pandas as pd
 import plot
 import ray_cost
 from bare import bare_run, silenced
+from make_env import clean_env
 
 from roadrisk import data as data_module
 from roadrisk import environment, features, schema
@@ -186,7 +186,7 @@ def data_path(repeats: int, log) -> dict:
 
 def _make(target: str, env: dict, **variables) -> subprocess.CompletedProcess:
     return subprocess.run(["make", target, *(f"{k}={v}" for k, v in variables.items())], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True)
+                          env=clean_env(**env), capture_output=True, text=True)
 
 
 def container_tax(tmp: Path, log, repeats: int = 3) -> dict:

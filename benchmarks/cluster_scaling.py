@@ -18,7 +18,6 @@ section says "not measured" and why; it never estimates.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import statistics
@@ -27,14 +26,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from make_env import clean_env
+
 from roadrisk.compare.stats import speed_up
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = "sweeps/smoke-cpu.toml"  # a file under sweeps/: the only folder the cluster's head mounts
 WORKER_COUNTS = (1, 2)
-# What `make bench ARGS=...` exports would leak into `make run-cluster` (ARGS reaches the driver's
-# `roadrisk sweep`, MAKEFLAGS carries the outer make's command-line variables): each run gets only its own.
-SCRUBBED = ("ARGS", "SPEC", "CLUSTER_WORKERS", "RUNS_DIR", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 ALIVE = re.compile(r"Ray cluster: (\d+) nodes alive after ([\d.]+) s")
 
 
@@ -50,8 +48,7 @@ def _sweep_name(spec: Path) -> str:
 
 def _one_run(workers: int, runs_dir: Path, spec: str) -> dict:
     """One `make run-cluster` with this many workers into an empty runs folder; its figures, from its records."""
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-    env.update(CLUSTER_WORKERS=str(workers), RUNS_DIR=str(runs_dir), SPEC=spec)
+    env = clean_env(CLUSTER_WORKERS=workers, RUNS_DIR=runs_dir, SPEC=spec)
     started = time.perf_counter()
     done = subprocess.run(["make", "run-cluster"], cwd=ROOT, env=env, capture_output=True, text=True)
     make_s = time.perf_counter() - started
