@@ -36,7 +36,7 @@ run-docker-gpu: $(NOX) ## Train in the NVIDIA image (needs the NVIDIA Container 
 	@$(NOX) -s "run_docker(gpu)"
 
 .PHONY: run-cluster
-run-cluster: $(NOX) ## A Ray head + 2 workers (compose) run the smoke sweep, then stop -> runs/cluster/<sweep>/
+run-cluster: $(NOX) ## A Ray head + 2 workers (CLUSTER_WORKERS=N) run the smoke sweep, then stop -> runs/cluster/<sweep>/
 	@$(NOX) -s run_cluster
 
 .PHONY: images

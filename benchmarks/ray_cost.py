@@ -62,17 +62,24 @@ def _fold_compute(runs: Path) -> dict[tuple[str, int], float]:
 
 def ray_cost(tmp: Path, log, repeats: int = 3, profile: str = "quick") -> dict:
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         return {"measured": False, "why": "Ray is not installed (pip install 'roadrisk[ray]')"}
-    import ray
 
     cpus = environment.usable_cpus()[0]
     started = time.perf_counter()  # a running Ray is reused by every sweep: its start is counted once, apart
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     startup_s = time.perf_counter() - started
+    from roadrisk.ray_executor import RayExecutor
+
+    started = time.perf_counter()  # what every sweep pays once on a running Ray: the epoch relay's worker
+    probe = RayExecutor(cpus_per_task=cpus)
+    ray.get(probe._relay.drain.remote())
+    executor_start_s = time.perf_counter() - started
     walls: dict[str, list[float]] = {"inline": [], "ray": []}
     overhead_per_task: list[float] = []
+    gaps: list[float] = []  # from one Ray fold's end to the next one's start (one fold at a time)
+    compute: dict[str, dict] = {"inline": {}, "ray": {}}  # fit + predict by (member, fold), per side
     members = folds = 0
     for repeat in range(repeats):
         for executor in (("inline", "ray") if repeat % 2 == 0 else ("ray", "inline")):
@@ -85,17 +92,22 @@ def ray_cost(tmp: Path, log, repeats: int = 3, profile: str = "quick") -> dict:
             members = len(book["members"])
             computes = _fold_compute(runs)
             folds = len(computes)
+            for key, seconds in computes.items():
+                compute[executor].setdefault(key, []).append(seconds)
             if executor == "ray":
                 # Inside the worker, beyond fit+predict (unpickling the features, the library's import); the
                 # driver's part (scheduling, moving results) is in the wall-time difference.
                 overhead_per_task += [f["finished_at"] - f["started_at"] - computes[(m["id"], f["fold"])]
                                       for m in book["members"] for f in m["folds"]]
+                spans = sorted((f["started_at"], f["finished_at"]) for m in book["members"] for f in m["folds"])
+                gaps += [nxt[0] - prev[1] for prev, nxt in zip(spans, spans[1:])]
             log(f"ray cost repeat {repeat + 1}/{repeats} {executor}: {wall:.1f}s for {members} members")
     ray.shutdown()
     per_hour = {k: [round(3600 * members / w, 1) for w in v] for k, v in walls.items()}
     s = speed_up(walls["ray"], walls["inline"])  # > 1: Ray takes longer than inline
     ratio = statistics.median(walls["ray"]) / statistics.median(walls["inline"])
     extra_per_task = (statistics.median(walls["ray"]) - statistics.median(walls["inline"])) / max(1, folds)
+    per_task_after_start = extra_per_task - executor_start_s / max(1, folds)
     mean_fold = statistics.median(_fold_compute(tmp / "ray-cost" / "inline" / "0").values())
     return {"measured": True, "profile": profile, "members": members, "folds_per_sweep": folds, "repeats": repeats,
             "cpus": cpus,
@@ -104,7 +116,15 @@ def ray_cost(tmp: Path, log, repeats: int = 3, profile: str = "quick") -> dict:
             "extra_s_per_task": round(extra_per_task, 3), "fold_s": round(mean_fold, 3),
             "overhead_fraction_of_fold": round(extra_per_task / mean_fold, 4),
             "in_worker_overhead_s": round(statistics.median(overhead_per_task), 3) if overhead_per_task else None,
-            "ray_startup_s": round(startup_s, 2),
+            "scheduling_gap_s": round(statistics.median(gaps), 4) if gaps else None,
+            # The same fold's fit + predict in a Ray worker against inline: Ray's own processes (GCS,
+            # raylet, agents) share the CPUs with the fit.
+            "compute_ray_over_inline": round(statistics.median(
+                statistics.median(compute["ray"][k]) / statistics.median(v) for k, v in compute["inline"].items()
+                if k in compute["ray"]), 4),
+            "ray_startup_s": round(startup_s, 2), "executor_start_s": round(executor_start_s, 3),
+            "extra_s_per_task_after_start": round(per_task_after_start, 3),
+            "overhead_fraction_after_start": round(per_task_after_start / mean_fold, 4),
             "goal": GOAL_RAY_OVER_INLINE, "meets_goal": ratio <= GOAL_RAY_OVER_INLINE}
 
 
@@ -153,7 +173,13 @@ def render(cost: dict, share: dict) -> list[str]:
                 + ("" if cost.get("significant") else " (not significant)")
                 + f" (goal ≤ {cost['goal']}: {'met' if cost['meets_goal'] else 'NOT met'})",
                 f"- Ray's extra time per task: {cost['extra_s_per_task']} s, {100 * cost['overhead_fraction_of_fold']:.1f}% "
-                f"of a {cost['fold_s']} s fold; inside the worker beyond fit+predict: {cost['in_worker_overhead_s']} s",
+                f"of a {cost['fold_s']} s fold. Of it: the gap between one Ray fold's end and the next one's start "
+                f"{cost['scheduling_gap_s']} s; inside the worker beyond fit+predict {cost['in_worker_overhead_s']} s; "
+                f"the same fold's fit+predict in a Ray worker vs inline **{cost['compute_ray_over_inline']}x** "
+                "(Ray's own processes share the CPUs)",
+                f"- of the extra time, {cost['executor_start_s']} s a sweep is the executor's start on a running Ray (its "
+                f"epoch relay's worker); the rest, per task: {cost['extra_s_per_task_after_start']} s, "
+                f"{100 * cost['overhead_fraction_after_start']:.1f}% of a fold",
                 f"- starting a local Ray (once per sweep; not in the figures above): {cost['ray_startup_s']} s"]
     else:
         out.append(f"- Ray cost not measured: {cost.get('why', 'skipped')}")

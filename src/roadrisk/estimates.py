@@ -1,15 +1,16 @@
 """How long a torch run will take on the CPU, said before it starts (a `full` run there takes hours).
 
 The rates are core-seconds per training row per epoch, measured on this project's 2-core CI machine
-(docs/benchmarks.md, "CPU epoch rates"); they scale with rows and divide by the threads the run
-gets. Rough on purpose: the point is minutes versus hours, not a schedule.
+by `make bench ARGS='--only epoch-rates'` (docs/benchmarks.md §7, docs/examples/bench-2core-cpu-ray.json);
+they scale with rows and divide by the threads the run gets. Rough on purpose: the point is minutes
+versus hours, not a schedule.
 """
 
 from __future__ import annotations
 
-# Measured: the seed's TabM architecture ~13 s per epoch per 16k rows on 2 cores; RealMLP-TD at
-# batch 256 ~2 s per epoch per 40k rows on 2 cores.
-CORE_SECONDS_PER_ROW_EPOCH = {"tabm": 13.0 * 2 / 16_000, "realmlp": 2.0 * 2 / 40_000}
+# Measured (§7): the seed's TabM architecture 35.3 s per epoch on 16,000 rows with 2 threads; RealMLP-TD
+# at batch 256 2.0 s per epoch on 40,000 rows with 2 threads.
+CORE_SECONDS_PER_ROW_EPOCH = {"tabm": 35.3 * 2 / 16_000, "realmlp": 2.0 * 2 / 40_000}
 
 
 def cpu_warning(model: str, recipe: str, epoch_plan, train_rows: int, folds: int,

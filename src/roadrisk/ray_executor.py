@@ -19,6 +19,7 @@ from .errors import RoadriskError
 from .executors import FoldTask, NullProgress, run_task
 from .models import MODELS
 from .quiet import library_output_to
+from .ray_relay import EpochRelay
 
 WORKER_DEATH_RETRIES = 3
 POLL_S = 0.5
@@ -72,7 +73,7 @@ class RayExecutor:
         self._data_refs: dict[int, object] = {}
         self._starts: dict = {}  # task key -> times a worker started it
         self._fold = ray.remote(max_retries=WORKER_DEATH_RETRIES, retry_exceptions=False)(_ray_fold)
-        self._relay = ray.remote(num_cpus=0)(_EpochRelay).remote()
+        self._relay = ray.remote(num_cpus=0)(EpochRelay).remote()
 
     def describe(self) -> dict:
         ray = self.ray
@@ -143,20 +144,6 @@ class RayExecutor:
     def close(self) -> None:
         if self.started_here and self.ray.is_initialized():
             self.ray.shutdown()
-
-
-class _EpochRelay:
-    """A mailbox actor: tasks post (started | epoch) messages, the driver drains them as it waits."""
-
-    def __init__(self):
-        self.messages = []
-
-    def post(self, kind: str, key, payload=None) -> None:
-        self.messages.append((kind, key, payload))
-
-    def drain(self) -> list:
-        messages, self.messages = self.messages, []
-        return messages
 
 
 def _with_threads(spec, threads: int):
