@@ -48,10 +48,10 @@ FAST_CHANGES = (
      "external anchor (same H100 setup): 12.3 -> 1.9 s/epoch, RMSE 0.049722 -> 0.049704; not yet reproduced"),
     ("CUDA: float32 matmuls in TF32 (`high`)", "torch's default `highest`", "not measured yet"),
     ("`smoke`/`quick` TabM narrowed (2 blocks of 128, k=8, 32 bins, batch 256, 6 epochs, lr 0.002)",
-     "the seed architecture", "measured here (docs/examples/runs/quick-tabm): quick OOF +0.23% over the floor in "
+     "the seed architecture", "measured here (docs/examples/quick-runs/quick-tabm): quick OOF +0.23% over the floor in "
      "52 s on 2 CPU cores; the seed architecture costs ~35 s per epoch per 16k rows there (docs/benchmarks.md §7)"),
     ("RealMLP epochs per profile (30 smoke / 10 quick / 16 full), batch 1024 on a `full` CPU run",
-     "pytabkit's RealMLP-TD defaults (256 epochs, batch 256)", "measured here (docs/examples/runs/quick-realmlp): "
+     "pytabkit's RealMLP-TD defaults (256 epochs, batch 256)", "measured here (docs/examples/quick-runs/quick-realmlp): "
      "quick OOF +0.16% over the floor in 69 s (32 s on a faster day of this VM)"),
     ("feature `Meta_expected` (26 features)", "25 features",
      "not measured on real data; on generated data it is the best possible predictor itself, so it says "
