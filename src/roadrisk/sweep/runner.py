@@ -35,7 +35,7 @@ SWEEP_FILE = "sweep.json"
 class MemberState:
     id: str
     member: spec_module.Member
-    status: str = "queued"  # queued -> running -> complete | failed | interrupted; or "complete (earlier)"
+    status: str = "queued"  # queued -> running -> complete | failed | interrupted; or "running elsewhere"
     run: TrainingRun | None = None
     run_dir: Path | None = None
     reused: bool = False  # finished by an earlier sweep: nothing trained now
@@ -159,11 +159,15 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor_name: str = "inline", jo
         executor.close()
         devnull.close()
     failed = [s for s in states if s.status == "failed"]
-    save("failed" if failed else "complete")
+    elsewhere = [s for s in states if s.status == "running elsewhere"]
+    for state in elsewhere:
+        log.line(f"note: member {state.id}: {state.error}")
+    status = "failed" if failed else "incomplete" if elsewhere else "complete"
+    save(status)
     done = [s for s in states if s.oof_rmse is not None]
     best = min(done, key=lambda s: s.oof_rmse) if done else None
     log.lines([
-        f"status: {'failed' if failed else 'complete'}",
+        f"status: {status}",
         f"members: {len(states)} ({sum(s.reused for s in states)} from earlier, {sum(s.resumed for s in states)} "
         f"resumed, {len(failed)} failed)",
         f"best_oof_rmse: {best.oof_rmse:.6f} ({best.id})" if best else "best_oof_rmse: none",
@@ -171,7 +175,7 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor_name: str = "inline", jo
         f"sweep_dir: {sweep_dir}",
     ])
     log.close()
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_OK if status == "complete" else EXIT_FAILED
 
 
 def _open_member(state: MemberState, sweep, sweep_dir: Path, executor_name: str, jobs: int, address,
@@ -189,10 +193,13 @@ def _open_member(state: MemberState, sweep, sweep_dir: Path, executor_name: str,
            "gpus_per_task": gpus_per_task}
     if latest is not None and latest.get("status") in ("interrupted", "failed", "running"):
         record = records.RunRecord.load(Path(latest["_dir"]))
-        if not (latest.get("status") == "running" and record.process_alive()):
-            state.run = TrainingRun.reopen(Path(latest["_dir"]), how, command, stream=stream, data_cache=data_cache)
-            state.resumed, state.run_dir = True, state.run.run_dir
+        if latest.get("status") == "running" and record.process_alive():  # another sweep trains it right now
+            state.status, state.run_dir = "running elsewhere", Path(latest["_dir"])
+            state.error = f"being trained by pid {record['pid']} on this host; run the sweep again when it ends"
             return
+        state.run = TrainingRun.reopen(Path(latest["_dir"]), how, command, stream=stream, data_cache=data_cache)
+        state.resumed, state.run_dir = True, state.run.run_dir
+        return
     opts = TrainOptions(data_dir=sweep.data_dir, profile=sweep.profile, model=m.model, recipe=m.recipe, device=m.device,
                         folds=m.folds, seed=m.seed, cv_seed=sweep.cv_seed, data_seed=sweep.data_seed, label=state.id,
                         runs_dir=sweep_dir, param_overrides=dict(m.params), matmul_precision=m.matmul_precision,
