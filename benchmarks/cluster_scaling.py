@@ -29,6 +29,7 @@ from pathlib import Path
 from make_env import clean_env
 
 from roadrisk.compare.stats import speed_up
+from roadrisk.sweep import spec as sweep_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = "sweeps/smoke-cpu.toml"  # a file under sweeps/: the only folder the cluster's head mounts
@@ -41,11 +42,6 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()  # Python 3.10 does not read "Z"
 
 
-def _sweep_name(spec: Path) -> str:
-    found = re.search(r'^name\s*=\s*"([^"]+)"', spec.read_text(), re.MULTILINE)
-    return found.group(1) if found else spec.stem
-
-
 def _one_run(workers: int, runs_dir: Path, spec: str) -> dict:
     """One `make run-cluster` with this many workers into an empty runs folder; its figures, from its records."""
     env = clean_env(CLUSTER_WORKERS=workers, RUNS_DIR=runs_dir, SPEC=spec)
@@ -56,7 +52,7 @@ def _one_run(workers: int, runs_dir: Path, spec: str) -> dict:
     if done.returncode != 0:
         last = [line for line in output.strip().splitlines() if line.strip()][-1:] or ["no output"]
         return {"failed": f"make run-cluster with CLUSTER_WORKERS={workers} failed: {last[0].strip()[:300]}"}
-    sweep_dir = runs_dir / "cluster" / _sweep_name(ROOT / spec)
+    sweep_dir = runs_dir / "cluster" / sweep_spec.load(ROOT / spec).name
     book = json.loads((sweep_dir / "sweep.json").read_text())
     folds = [f for m in book["members"] for f in m["folds"]]
     spread: dict[str, int] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from .conftest import ROOT, run_cli
+from .conftest import run_cli, signal_at_second_fold
 
 pytestmark = pytest.mark.e2e
 CHATTER = ("GPU available", "Tip:", "LeafSpec", "UserWarning", "Traceback", "litlogger")
@@ -64,18 +63,8 @@ def test_strict_request_for_a_missing_accelerator_exits_3_with_what_to_do(tmp_pa
 
 
 def test_sigint_mid_run_leaves_an_interrupted_record(tmp_path):
-    # Ctrl-C as a terminal user has it: a suite started in the background (nohup, `cmd &` in a script)
-    # inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
-    proc = subprocess.Popen([sys.executable, "-m", "roadrisk", "train", "--profile", "smoke", "--model", "tabm",
-                             "--device", "cpu", "--runs-dir", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    for line in proc.stdout:
-        if line.startswith("progress: fold 2/2 started"):
-            proc.send_signal(signal.SIGINT)
-            break
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == 130
+    code, rest = signal_at_second_fold(tmp_path, signal.SIGINT)
+    assert code == 130
     assert "interrupted: 1 fold(s) finished" in rest
     (record_path,) = tmp_path.glob("native/*/run.json")
     record = json.loads(record_path.read_text())
@@ -155,8 +144,6 @@ def test_parallel_folds_give_the_same_predictions_as_serial(tmp_path):
 
 def test_scikit_learn_run_never_imports_torch(tmp_path):
     """torch costs ~1 s to import; an hgb run has no use for it, and its log says why it was not checked."""
-    import subprocess
-    import sys
 
     probe = ("import sys, runpy; sys.argv = ['roadrisk', 'train', '--profile', 'smoke', '--model', 'hgb', "
              f"'--runs-dir', {str(tmp_path / 'runs')!r}]\n"

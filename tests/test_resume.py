@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -18,7 +15,7 @@ from roadrisk import folds as folds_module
 from roadrisk.errors import RoadriskError
 from roadrisk.trainer import TrainOptions, resume, train
 
-from .conftest import ROOT, run_cli
+from .conftest import run_cli, signal_at_second_fold
 
 
 def _options(tmp_path, **kw) -> TrainOptions:
@@ -115,15 +112,8 @@ def test_a_saved_fold_of_another_plan_is_refused(tmp_path, monkeypatch):
 
 def test_sigterm_keeps_finished_folds_and_the_cli_resumes(tmp_path):
     """docker stop sends SIGTERM: the run records interrupted with its folds, and --resume finishes it."""
-    proc = subprocess.Popen([sys.executable, "-m", "roadrisk", "train", "--profile", "smoke", "--model", "tabm",
-                             "--device", "cpu", "--runs-dir", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    for line in proc.stdout:
-        if line.startswith("progress: fold 2/2 started"):
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == 130
+    code, rest = signal_at_second_fold(tmp_path, signal.SIGTERM)
+    assert code == 130
     (run_dir,) = (tmp_path / "native").iterdir()
     assert "continue with: roadrisk train --resume" in rest
     assert _record(run_dir)["status"] == "interrupted" and (run_dir / "folds" / "fold-0.npz").is_file()

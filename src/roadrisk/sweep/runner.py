@@ -21,7 +21,7 @@ from .. import data as data_module
 from .. import records
 from ..atomic import atomic_write_json
 from ..console import Console
-from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RoadriskError
 from ..executors import make_executor
 from ..profiles import PROFILES
 from ..trainer import TrainingRun, TrainOptions
@@ -184,20 +184,19 @@ def _open_member(state: MemberState, sweep, sweep_dir: Path, executor_name: str,
     state.queued_at = records.now_iso()
     latest = _latest_run(sweep_dir / state.id)
     m = state.member
-    if latest is not None and latest.get("status") == "complete":
-        state.status, state.reused, state.run_dir = "complete", True, Path(latest["_dir"])
-        state.oof_rmse = (latest.get("metrics") or {}).get("oof_rmse")
-        state.folds = {f["fold"]: f.get("worker", {}) for f in (latest.get("timings") or {}).get("folds", [])}
+    if latest is not None and latest["status"] == "complete":
+        state.status, state.reused, state.run_dir = "complete", True, latest.run_dir
+        state.oof_rmse = (latest["metrics"] or {}).get("oof_rmse")
+        state.folds = {f["fold"]: f.get("worker", {}) for f in (latest["timings"] or {}).get("folds", [])}
         return
     how = {"executor": executor_name, "jobs": jobs, "address": address, "cpus_per_task": cpus_per_task,
            "gpus_per_task": gpus_per_task}
-    if latest is not None and latest.get("status") in ("interrupted", "failed", "running"):
-        record = records.RunRecord.load(Path(latest["_dir"]))
-        if latest.get("status") == "running" and record.process_alive():  # another sweep trains it right now
-            state.status, state.run_dir = "running elsewhere", Path(latest["_dir"])
-            state.error = f"being trained by pid {record['pid']} on this host; run the sweep again when it ends"
+    if latest is not None and latest["status"] in ("interrupted", "failed", "running"):
+        if latest["status"] == "running" and latest.process_alive():  # another sweep trains it right now
+            state.status, state.run_dir = "running elsewhere", latest.run_dir
+            state.error = f"being trained by pid {latest['pid']} on this host; run the sweep again when it ends"
             return
-        state.run = TrainingRun.reopen(Path(latest["_dir"]), how, command, stream=stream, data_cache=data_cache)
+        state.run = TrainingRun.reopen(latest.run_dir, how, command, stream=stream, data_cache=data_cache)
         state.resumed, state.run_dir = True, state.run.run_dir
         return
     opts = TrainOptions(data_dir=sweep.data_dir, profile=sweep.profile, model=m.model, recipe=m.recipe, device=m.device,
@@ -208,19 +207,17 @@ def _open_member(state: MemberState, sweep, sweep_dir: Path, executor_name: str,
     state.run_dir = state.run.run_dir
 
 
-def _latest_run(member_dir: Path) -> dict | None:
-    """The newest run record of a member (with its folder as ``_dir``), or None."""
-    import json
-
+def _latest_run(member_dir: Path) -> records.RunRecord | None:
+    """The newest readable run record of a member (dry runs aside), or None."""
     if not member_dir.is_dir():
         return None
     for run_dir in sorted((p for p in member_dir.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
         try:
-            record = json.loads((run_dir / records.RUN_FILE).read_text())
-        except (OSError, ValueError):
+            record = records.RunRecord.load(run_dir)
+        except RoadriskError:  # no or a broken run.json: that attempt never got far enough to matter
             continue
-        if record.get("status") != "dry-run":
-            return {**record, "_dir": str(run_dir)}
+        if record["status"] != "dry-run":
+            return record
     return None
 
 
