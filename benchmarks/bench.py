@@ -44,6 +44,7 @@ from roadrisk import environment, features, schema
 from roadrisk.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from roadrisk.compare.analysis import run_speed_sample
 from roadrisk.compare.stats import speed_up
+from roadrisk.executors import ExecutorConfig
 from roadrisk.models import MODELS
 from roadrisk.profiles import PROFILES
 from roadrisk.trainer import TrainOptions, train
@@ -83,7 +84,7 @@ def quiet_train(profile: str = "quick", **options):
 def trainer_run(data_dir: Path, model: str, folds: int, seed: int, runs_dir: Path, jobs: int = 1) -> float:
     start = time.perf_counter()
     quiet_train(data_dir=data_dir, model=model, folds=folds, seed=seed, label=f"bench-{model}", runs_dir=runs_dir,
-                jobs=jobs)
+                executor=ExecutorConfig("process" if jobs > 1 else "inline", jobs))
     return time.perf_counter() - start
 
 

@@ -39,11 +39,12 @@ MEMBERS = """
 def _sweep(spec: Path, runs: Path, executor: str, **kw) -> tuple[float, dict]:
     from bare import silenced
 
+    from roadrisk.executors import ExecutorConfig
     from roadrisk.sweep.runner import run_sweep
 
     start = time.perf_counter()
     with silenced():
-        code = run_sweep(spec, runs, executor, echo=lambda line: None, **kw)
+        code = run_sweep(spec, runs, ExecutorConfig(executor, **kw), echo=lambda line: None)
     wall = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"bench: sweep on {executor} failed ({runs})")
@@ -70,7 +71,7 @@ def ray_cost(tmp: Path, log, repeats: int = 3, profile: str = "quick") -> dict:
     started = time.perf_counter()  # a running Ray is reused by every sweep: its start is counted once, apart
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     startup_s = time.perf_counter() - started
-    from roadrisk.ray_executor import RayExecutor
+    from roadrisk.executors.ray import RayExecutor
 
     started = time.perf_counter()  # what every sweep pays once on a running Ray: the epoch relay's worker
     probe = RayExecutor(cpus_per_task=cpus)

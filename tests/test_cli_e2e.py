@@ -136,7 +136,7 @@ def test_parallel_folds_give_the_same_predictions_as_serial(tmp_path):
         (run_dir,) = (tmp_path / f"jobs{jobs}").iterdir()
         outputs[jobs] = (json.loads((run_dir / "run.json").read_text()), pd.read_csv(run_dir / "oof.csv"), result.stdout)
     record, oof, stdout = outputs["2"]
-    assert record["config"]["jobs"] == 2 and "2 folds on 2 workers, 1 thread(s) each" in stdout
+    assert record["executor"]["workers"] == 2 and "2 folds on 2 workers, 1 thread(s) each" in stdout
     assert sorted(f["fold"] for f in record["metrics"]["folds"]) == [0, 1]
     pd.testing.assert_frame_equal(oof, outputs["1"][1])
     assert record["metrics"]["oof_rmse"] == outputs["1"][0]["metrics"]["oof_rmse"]

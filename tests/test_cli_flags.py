@@ -61,5 +61,5 @@ def test_jobs_with_a_torch_model_reports_epochs_from_the_workers(tmp_path):
         assert [line.split()[3].rstrip(":") for line in epochs] == ["1/3", "2/3", "3/3"], result.stdout
     (run_dir,) = (tmp_path / "native").iterdir()
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["config"]["jobs"] == 2 and sorted(f["fold"] for f in record["metrics"]["folds"]) == [0, 1]
+    assert record["executor"]["workers"] == 2 and sorted(f["fold"] for f in record["metrics"]["folds"]) == [0, 1]
     assert all(f["epochs"] == 3 for f in record["metrics"]["folds"])

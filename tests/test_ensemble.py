@@ -153,7 +153,7 @@ def _member(root: Path, name: str, oof: np.ndarray, submission: np.ndarray, data
     run_dir.mkdir(parents=True)
     config = {"profile": "smoke", "model": "hgb", "folds": folds, "seed": seed}
     if cv_seed is not None:  # records before schema 2 have no cv_seed: the folds used config.seed
-        config["cv_seed"] = cv_seed
+        config.update(cv_seed=cv_seed, cv="kfold", cv_bins=None, target="raw")  # as the run plan writes them
     record = {"schema_version": 1 if cv_seed is None else records.SCHEMA_VERSION, "kind": kind,
               "run_id": run_dir.name, "label": name, "status": status,
               "data": {"source": "directory", "path": str(data_dir), "fingerprint": fingerprint,

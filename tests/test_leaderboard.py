@@ -21,12 +21,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def _ensemble_record(runs: Path, label: str, run_id: str, member_dirs: list[Path], *, oof: float, nested: float,
                      method: str = "caruana", total_s: float = 0.4) -> dict:
     """An ensemble's run.json exactly as ``roadrisk ensemble`` writes it (its own build_record), from made-up scores."""
-    from roadrisk.ensemble.members import Member, Predictions
+    from roadrisk.ensemble.members import EnsembleMember, Predictions
     from roadrisk.ensemble.methods import Blend, NestedScore
     from roadrisk.ensemble.output import Outcome, build_record
 
     ids, values = np.arange(3), np.array([0.1, 0.2, 0.3])
-    members = [Member(d, json.loads((d / "run.json").read_text()), Predictions(ids, values), Predictions(ids, values))
+    members = [EnsembleMember(d, json.loads((d / "run.json").read_text()), Predictions(ids, values), Predictions(ids, values))
                for d in member_dirs]
     outcome = Outcome(
         members=members, method=method, settings={"steps": 100, "allow_negative": False},

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from roadrisk import executors, fold_store, records
+from roadrisk import fold_store, records
 from roadrisk import folds as folds_module
 from roadrisk.errors import RoadriskError
+from roadrisk.executors.local import InlineExecutor
 from roadrisk.trainer import TrainOptions, resume, train
 
 from .conftest import run_cli, signal_at_second_fold
@@ -35,9 +36,7 @@ def _interrupted(tmp_path, monkeypatch, at_fold: int = 1, **kw):
             raise KeyboardInterrupt
         return real(spec, *args, **kwargs)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(executors, "run_fold", interrupt)
-        outcome = train(_options(tmp_path, **kw))
+    outcome = train(_options(tmp_path, **kw), executor=InlineExecutor(interrupt))
     assert outcome.exit_code == 130 and outcome.status == "interrupted"
     return outcome.run_dir
 
@@ -58,8 +57,8 @@ def test_resumed_hgb_run_writes_the_same_bytes_as_an_uninterrupted_one(tmp_path,
     run_dir = _interrupted(tmp_path, monkeypatch, at_fold=1)
     trained = []
     real = folds_module.run_fold
-    monkeypatch.setattr(executors, "run_fold", lambda spec, *a, **k: trained.append(spec.index) or real(spec, *a, **k))
-    outcome = resume(run_dir, {}, command="roadrisk train --resume X")
+    counting = InlineExecutor(lambda spec, *a, **k: trained.append(spec.index) or real(spec, *a, **k))
+    outcome = resume(run_dir, {}, command="roadrisk train --resume X", executor=counting)
     assert outcome.exit_code == 0 and outcome.status == "complete" and outcome.run_dir == run_dir
     assert trained == [1, 2]  # fold 0 came from disk
     for name in ("oof.csv", "submission.csv"):

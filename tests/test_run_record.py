@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from roadrisk import executors, records
 from roadrisk import folds as folds_module
+from roadrisk import records
+from roadrisk.executors.local import InlineExecutor
 from roadrisk.trainer import TrainOptions, train
 
 REQUIRED = {
@@ -86,8 +87,7 @@ def test_interrupt_keeps_finished_folds(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(spec, *args)
 
-    monkeypatch.setattr(executors, "run_fold", interrupt_second)
-    outcome = train(_options(tmp_path))
+    outcome = train(_options(tmp_path), executor=InlineExecutor(interrupt_second))
     record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
     assert outcome.exit_code == 130 and record["status"] == "interrupted"
     assert [f["fold"] for f in record["metrics"]["folds"]] == [0] and len(record["timings"]["folds"]) == 1
@@ -99,8 +99,7 @@ def test_crash_leaves_a_failed_record_with_the_error(tmp_path, monkeypatch):
     def boom(*args):
         raise RuntimeError("out of memory in fold")
 
-    monkeypatch.setattr(executors, "run_fold", boom)
-    outcome = train(_options(tmp_path))
+    outcome = train(_options(tmp_path), executor=InlineExecutor(boom))
     record = json.loads((outcome.run_dir / records.RUN_FILE).read_text())
     assert outcome.exit_code == 1 and record["status"] == "failed"
     assert record["error"] == "RuntimeError: out of memory in fold"
@@ -220,8 +219,8 @@ def test_mocked_mps_fit_gets_float32_targets(monkeypatch):
     timer = lambda phase: __import__("contextlib").nullcontext()  # noqa: E731
     y = np.linspace(0, 1, 4)
     for device_name, expected in (("mps", np.float32), ("cpu", np.float64)):
-        models.fit_predict(spec, {}, device_name, 0, 1, np.zeros((4, 2)), y, np.zeros((4, 2)), y, np.zeros((2, 2)),
-                           timer)
+        models.fit_predict(spec, params={}, device=device_name, seed=0, threads=1, x_train=np.zeros((4, 2)), y_train=y,
+                           x_val=np.zeros((4, 2)), y_val=y, x_test=np.zeros((2, 2)), timer=timer)
         assert seen == {"y": expected, "y_val": expected}
 
 
@@ -246,5 +245,6 @@ def test_scikit_learn_fit_is_held_to_the_usable_cpus():
 
     spec = models.ModelSpec("stand-in", "", False, lambda p, d, r: {}, lambda *a: Recorder(), False)
     x, y = np.zeros((4, 2)), np.zeros(4)
-    models.fit_predict(spec, {}, "cpu", 0, 1, x, y, x, y, x, lambda phase: contextlib.nullcontext())
+    models.fit_predict(spec, params={}, device="cpu", seed=0, threads=1, x_train=x, y_train=y, x_val=x, y_val=y,
+                       x_test=x, timer=lambda phase: contextlib.nullcontext())
     assert seen == [{1}]

@@ -10,11 +10,13 @@ import textwrap
 import pandas as pd
 import pytest
 
-from roadrisk import executors
+from roadrisk import environment
 from roadrisk import folds as folds_module
 from roadrisk.errors import RoadriskError
+from roadrisk.executors import ExecutorConfig
 from roadrisk.sweep import spec as spec_module
-from roadrisk.sweep.runner import run_sweep
+from roadrisk.sweep.runner import plan_members, run_sweep
+from roadrisk.trainer import DataCache
 
 from .conftest import run_cli
 
@@ -55,7 +57,7 @@ def local_ray():
 
 @pytest.mark.parametrize("body, words", [
     ('name = "x"\nbogus = 1\n[[model]]\nname = "hgb"\n', "top level: unknown key(s) bogus"),
-    ('[[model]]\nname = "xgb"\n', "[[model]] #1 name: 'xgb'"),
+    ('[[model]]\nname = "xgboost9"\n', "[[model]] #1 name: 'xgboost9'"),
     ('[[model]]\nname = "hgb"\nparams = { n_epochs = 3 }\n', "n_epochs not a parameter of hgb"),
     ('[[model]]\nname = "hgb"\nseeds = 3\n', "[[model]] #1 seeds: 3"),
     ('[data]\nprofile = "huge"\n[[model]]\nname = "hgb"\n', "[data] profile: 'huge'"),
@@ -71,13 +73,49 @@ def test_a_bad_spec_is_one_line_naming_the_file_and_key(tmp_path, body, words):
     assert not (tmp_path / "runs").exists()
 
 
+def _member_ids(tmp_path, text: str, executor: ExecutorConfig | None = None, facts: dict | None = None) -> list[str]:
+    sweep = spec_module.load(_spec(tmp_path, text))
+    facts = facts or environment.collect(with_torch=False)
+    states, _ = plan_members(sweep, tmp_path / "runs", executor or ExecutorConfig(), DataCache(), facts, None,
+                             lambda line: None)
+    return [s.id for s in states]
+
+
 def test_lists_expand_into_a_grid_and_ids_follow_what_is_trained(tmp_path):
     spec = spec_module.load(_spec(tmp_path, HGB_ONLY.replace("seeds = [1]", "seeds = [1, 2]")))
     assert [(m.params["max_leaf_nodes"], m.seed) for m in spec.members] == [(7, 1), (7, 2), (15, 1), (15, 2)]
-    ids = [m.identity(42, 2, "abcd") for m in spec.members]
-    assert len(set(ids)) == 4 and ids == [m.identity(42, 2, "abcd") for m in spec.members]
-    assert spec.members[0].identity(7, 2, "abcd") != ids[0]  # another cv_seed is another member
-    assert spec.members[0].identity(42, 2, "ffff") != ids[0]  # and so is other data
+    base = _member_ids(tmp_path, HGB_ONLY)
+    assert len(set(base)) == 2 and base == _member_ids(tmp_path, HGB_ONLY)  # stable
+    assert _member_ids(tmp_path, HGB_ONLY.replace("cv_seed = 42", "cv_seed = 7"))[0] != base[0]  # other folds
+    other_data = HGB_ONLY.replace('profile = "smoke"', 'profile = "smoke"\n    data_seed = 3')
+    assert _member_ids(tmp_path, other_data)[0] != base[0]  # other data
+    assert _member_ids(tmp_path, HGB_ONLY.replace("[[model]]", '[defaults]\n    target = "residual"\n    [[model]]'))[0] \
+        != base[0]  # another target
+
+
+def test_members_that_differ_only_in_device_get_different_ids(tmp_path):
+    text = HGB_ONLY.replace('seeds = [1]', 'seeds = [1]\n    device = "cpu"') + """
+    [[model]]
+    name = "realmlp"
+    device = "cpu"
+    params = {{ n_epochs = 2 }}
+    [[model]]
+    name = "realmlp"
+    device = "auto"
+    params = {{ n_epochs = 2 }}
+    """
+    facts = {**environment.collect(with_torch=True), "cuda_available": True, "gpu_name": "mocked GPU"}
+    ids = _member_ids(tmp_path, text, facts=facts)  # a mocked CUDA machine: auto means cuda there
+    assert len(ids) == 4 and len(set(ids)) == 4
+
+
+def test_an_unused_seed_is_one_member_and_said_once(tmp_path):
+    lines = []
+    sweep = spec_module.load(_spec(tmp_path, HGB_ONLY.replace("seeds = [1]", "seeds = [1, 2, 3]")))
+    states, _ = plan_members(sweep, tmp_path / "runs", ExecutorConfig(), DataCache(),
+                             environment.collect(with_torch=False), None, lines.append)
+    assert len(states) == 2  # two grid points; hgb without early stopping ignores its seed
+    assert sum("no randomness" in line for line in lines) == 1
 
 
 # ---------------------------------------------------------------- running and re-running
@@ -91,14 +129,12 @@ def test_a_finished_sweep_run_again_trains_nothing(tmp_path):
     assert len(run_dirs) == 2 and all((p / "oof.csv").is_file() for p in run_dirs)
     calls = []
     real = folds_module.run_fold
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(executors, "run_fold", lambda *a, **k: calls.append(1) or real(*a, **k))
-        assert run_sweep(spec, runs, echo=lambda line: None) == 0
+    assert run_sweep(spec, runs, echo=lambda line: None, fold_runner=lambda *a, **k: calls.append(1) or real(*a, **k)) == 0
     assert calls == [] and sorted(p for p in runs.glob("t/*/*") if p.is_dir()) == run_dirs
     assert all(m["reused"] for m in _book(runs)["members"])
 
 
-def test_an_interrupted_sweep_resumes_its_members_where_they_stopped(tmp_path, monkeypatch):
+def test_an_interrupted_sweep_resumes_its_members_where_they_stopped(tmp_path):
     runs, spec = tmp_path / "runs", _spec(tmp_path)
     real = folds_module.run_fold
     seen = []
@@ -109,9 +145,7 @@ def test_an_interrupted_sweep_resumes_its_members_where_they_stopped(tmp_path, m
             raise KeyboardInterrupt
         return real(spec, *args, **kwargs)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(executors, "run_fold", last_fold_is_interrupted)
-        assert run_sweep(spec, runs, echo=lambda line: None) == 130
+    assert run_sweep(spec, runs, echo=lambda line: None, fold_runner=last_fold_is_interrupted) == 130
     book = _book(runs)
     assert book["status"] == "interrupted"
     assert [m["status"] for m in book["members"]] == ["complete", "interrupted"]
@@ -146,28 +180,29 @@ def test_inline_and_ray_give_the_same_predictions_and_records(tmp_path, local_ra
     outputs = {}
     for executor in ("inline", "ray"):
         runs = tmp_path / executor
-        assert run_sweep(_spec(tmp_path, text), runs, executor, cpus_per_task=2, echo=lambda line: None) == 0
+        config = ExecutorConfig(executor, cpus_per_task=2 if executor == "ray" else None)
+        assert run_sweep(_spec(tmp_path, text), runs, config, echo=lambda line: None) == 0
         outputs[executor] = _book(runs)
     inline, ray_book = outputs["inline"], outputs["ray"]
     assert ray_book["engine"]["engine"] == "ray" and ray_book["engine"]["nodes"] == 1
     assert [m["id"] for m in inline["members"]] == [m["id"] for m in ray_book["members"]]
-    volatile = {"timings", "started_at", "ended_at", "run_id", "pid", "command", "options", "environment", "device"}
+    volatile = {"timings", "started_at", "ended_at", "run_id", "pid", "command", "options", "environment", "device",
+                "executor"}
     for a, b in zip(inline["members"], ray_book["members"]):
         assert a["oof_rmse"] == b["oof_rmse"]
         dir_a, dir_b = (next((tmp_path / e / "t" / a["id"]).glob("*/")) for e in ("inline", "ray"))
         for name in ("oof.csv", "submission.csv"):
             assert (dir_a / name).read_bytes() == (dir_b / name).read_bytes(), (a["id"], name)
         rec_a, rec_b = (json.loads((d / "run.json").read_text()) for d in (dir_a, dir_b))
-        config_a, config_b = rec_a.pop("config"), rec_b.pop("config")
-        config_a.pop("executor"), config_b.pop("executor")
-        assert config_a == config_b
+        assert rec_a.pop("config") == rec_b.pop("config")  # the same plan; only the executor differs
+        assert rec_a.pop("executor")["engine"] == "inline" and rec_b.pop("executor")["engine"] == "ray"
         assert {k: v for k, v in rec_a.items() if k not in volatile} == \
                {k: v for k, v in rec_b.items() if k not in volatile}
         assert all(f["worker"]["node_ip"] for f in rec_b["timings"]["folds"])  # where each fold ran
 
 
 def test_the_features_go_to_the_object_store_once(tmp_path, local_ray):
-    from roadrisk.ray_executor import RayExecutor
+    from roadrisk.executors.ray import RayExecutor
 
     made = []
     real_init = RayExecutor.__init__
@@ -178,7 +213,7 @@ def test_the_features_go_to_the_object_store_once(tmp_path, local_ray):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(RayExecutor, "__init__", keep)
-        assert run_sweep(_spec(tmp_path), tmp_path / "runs", "ray", echo=lambda line: None) == 0
+        assert run_sweep(_spec(tmp_path), tmp_path / "runs", ExecutorConfig("ray"), echo=lambda line: None) == 0
     (executor,) = made
     assert len(executor._data_refs) == 1  # 2 members x 2 folds, one put
 
@@ -211,7 +246,8 @@ def test_a_ray_worker_killed_mid_fold_is_retried_and_the_sweep_finishes(tmp_path
     """
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(progress_module.SweepProgress, "epoch", kill_the_worker_once)
-        code = run_sweep(_spec(tmp_path, text), tmp_path / "runs", "ray", cpus_per_task=2, echo=lambda line: None)
+        code = run_sweep(_spec(tmp_path, text), tmp_path / "runs", ExecutorConfig("ray", cpus_per_task=2),
+                         echo=lambda line: None)
     assert killed, "no Ray worker was found to kill"
     assert code == 0
     (member,) = _book(tmp_path / "runs")["members"]
@@ -225,7 +261,7 @@ def test_train_spreads_one_runs_folds_over_ray_through_the_cli(tmp_path):
     assert "Started a local Ray" not in result.stdout + result.stderr  # Ray's noise stays in library.log
     (run_dir,) = (tmp_path / "native").iterdir()
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["config"]["executor"]["engine"] == "ray" and record["status"] == "complete"
+    assert record["executor"]["engine"] == "ray" and record["status"] == "complete"
     assert {f["worker"]["attempts"] for f in record["timings"]["folds"]} == {1}
     oof = pd.read_csv(run_dir / "oof.csv")
     assert len(oof) == 2000 and oof.accident_risk.notna().all()
@@ -238,4 +274,4 @@ def test_ray_missing_is_one_clear_line(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(RoadriskError, match=r"Ray is not installed. Fix: pip install 'roadrisk\[ray\]'"):
-        make_executor("ray")
+        make_executor(ExecutorConfig("ray"))

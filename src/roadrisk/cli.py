@@ -20,12 +20,18 @@ os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 from .device import DEVICES, PRECISIONS  # noqa: E402
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError  # noqa: E402
 from .models import MODELS  # noqa: E402
+from .plan import CV_SCHEMES, DEFAULT_CV_BINS, MAX_FOLDS, TARGETS  # noqa: E402
 from .profiles import DEFAULT_PROFILE, PROFILES  # noqa: E402
 from .recipes import RECIPES  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line that names the flag and where to look."""
+    """argparse, but a usage error is one line that names the flag and where to look, and flags are never
+    abbreviated (``--fold 3`` for ``--folds 3`` would slip past --resume's check of the flags given)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse's signature
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
@@ -58,6 +64,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fold_count(text: str) -> int:
+    value = _at_least_two(text)
+    if value > MAX_FOLDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_FOLDS} folds, got {text}")
+    return value
+
+
 def _at_least_two(text: str) -> int:
     value = int(text)
     if value < 2:
@@ -73,21 +86,30 @@ def _fraction(text: str) -> float:
 
 
 def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
-    """How folds are spread: the same flags for train and sweep (docs/sweep.md)."""
+    """How folds are spread: the same flags for train and sweep (docs/sweep.md). Defaults are None, so
+    ``ExecutorConfig.from_flags`` can tell a flag given from one left out."""
     from .executors import EXECUTORS
 
-    parser.add_argument("--executor", choices=EXECUTORS, default="inline",
+    parser.add_argument("--executor", choices=EXECUTORS,
                         help="inline: one fold after another here (default); process: --jobs worker processes; "
                              "ray: a local Ray, or the cluster --address/RAY_ADDRESS names")
-    parser.add_argument("--jobs", type=_positive, default=1,
-                        help="worker processes for --executor process (default: the usable CPUs); with the inline "
-                             "executor, N > 1 means process")
+    parser.add_argument("--jobs", type=_positive,
+                        help="worker processes for --executor process (default: the usable CPUs); --jobs N alone "
+                             "means --executor process")
     parser.add_argument("--address", help="Ray cluster address (e.g. auto on a cluster node, or head:6379); "
                                           "default RAY_ADDRESS, else a local Ray")
     parser.add_argument("--cpus-per-task", type=_fraction, help="Ray: CPUs each fold reserves (default 1)")
     parser.add_argument("--gpus-per-task", type=_fraction,
                         help="Ray: GPUs each fold reserves; fractions share a GPU (0.25: four folds a GPU; memory is "
                              "not partitioned)")
+
+
+def _executor_config(args):
+    from .environment import usable_cpus
+    from .executors import ExecutorConfig
+
+    return ExecutorConfig.from_flags(args.executor, args.jobs, args.address, args.cpus_per_task, args.gpus_per_task,
+                                     usable_cpus=lambda: usable_cpus()[0])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA, then MPS, then CPU")
     train.add_argument("--strict-device", action="store_true",
                        help="exit 3 instead of falling back to CPU when --device is unavailable")
-    train.add_argument("--folds", type=_at_least_two, help="K in K-fold CV (default: the profile's)")
+    train.add_argument("--folds", type=_fold_count, help="K in K-fold CV, 2 to 100 (default: the profile's)")
+    train.add_argument("--cv", choices=CV_SCHEMES, default="kfold",
+                       help="kfold (the seed's KFold, default) or stratified (StratifiedKFold on quantile bins of the "
+                            "target: every fold sees the whole range of risk)")
+    train.add_argument("--cv-bins", type=_at_least_two, help=f"quantile bins for --cv stratified (default "
+                       f"{DEFAULT_CV_BINS})")
+    train.add_argument("--target", choices=TARGETS, default="raw",
+                       help="raw (default), or residual: the model learns accident_risk minus the formula's "
+                            "clipped-normal mean (σ fitted on each fold's training rows), as the top finishers did")
     train.add_argument("--seed", type=_non_negative, default=42, help="seed of the model's initialisation (default 42)")
     train.add_argument("--cv-seed", type=_non_negative, default=42,
                        help="seed of the folds, KFold's random_state (default 42, the seed's); runs blended "
@@ -194,41 +224,35 @@ def _cmd_train(args, argv: list[str]) -> int:
     command = shlex.join(["roadrisk", *argv])
     if args.data_dir is not None:
         require_data_dir(args.data_dir)  # before a run folder exists: a typo leaves nothing behind
+    if args.cv_bins is not None and args.cv != "stratified":
+        raise RoadriskError("error: --cv-bins: only --cv stratified bins the target. Fix: add --cv stratified, or "
+                            "drop --cv-bins")
     given = _given_flags(argv) | ({"param_overrides"} if args.param else set())
     opts = TrainOptions(
         data_dir=args.data_dir, profile=args.profile, model=args.model, recipe=args.recipe, device=args.device,
         strict_device=args.strict_device, folds=args.folds, seed=args.seed, cv_seed=args.cv_seed,
-        data_seed=args.data_seed, label=args.label, runs_dir=args.runs_dir, jobs=_jobs(args, given),
-        param_overrides=dict(args.param), save_models=args.save_models, dry_run=args.dry_run,
+        data_seed=args.data_seed, target=args.target, cv=args.cv, cv_bins=args.cv_bins, label=args.label,
+        runs_dir=args.runs_dir, param_overrides=dict(args.param), save_models=args.save_models, dry_run=args.dry_run,
         matmul_precision=None if args.matmul_precision == "auto" else args.matmul_precision,
-        executor=args.executor, address=args.address, cpus_per_task=args.cpus_per_task,
-        gpus_per_task=args.gpus_per_task, command=command,
+        executor=_executor_config(args), command=command,
     )
     if args.resume is None:
         return train(opts).exit_code
     if "dry_run" in given:
         raise RoadriskError("error: --resume with --dry-run: a resumed run trains. Fix: drop one of the two")
-    values = {name: getattr(opts, name) for name in given if hasattr(opts, name)}
+    values = {name: getattr(opts, name) for name in given if hasattr(opts, name) and name != "executor"}
+    if given & {"executor", "jobs", "address", "cpus_per_task", "gpus_per_task"}:
+        values["executor"] = opts.executor  # how folds are spread may change on --resume
     if "data_dir" in values:
         values["data_dir"] = args.data_dir.resolve()
     return resume(args.resume, values, command=command).exit_code
 
 
-def _jobs(args, given: set[str]) -> int:
-    """--executor process without --jobs: one worker per usable CPU."""
-    if args.executor == "process" and "jobs" not in given:
-        from .environment import usable_cpus
-
-        return usable_cpus()[0]
-    return args.jobs
-
-
 def _cmd_sweep(args, argv: list[str]) -> int:
     from .sweep.runner import run_sweep
 
-    jobs = _jobs(args, _given_flags(argv))
-    return run_sweep(args.spec, args.runs_dir, args.executor, jobs, args.address, args.cpus_per_task,
-                     args.gpus_per_task, dry_run=args.dry_run, command=shlex.join(["roadrisk", *argv]))
+    return run_sweep(args.spec, args.runs_dir, _executor_config(args), dry_run=args.dry_run,
+                     command=shlex.join(["roadrisk", *argv]))
 
 
 def _cmd_data(args) -> int:
@@ -269,11 +293,11 @@ def _cmd_compare(args) -> int:
     return run_compare(args.run_dirs, args.runs_dir, args.baseline, args.out, args.force, pool=args.pool)
 
 
-def _cmd_ensemble(args) -> int:
+def _cmd_ensemble(args, argv: list[str]) -> int:
     from .ensemble.command import run_ensemble
 
     return run_ensemble(args.run_dirs, args.sweep, args.method, args.allow_negative, args.steps, args.runs_dir,
-                        args.label, args.data_dir, command=shlex.join(["roadrisk", *sys.argv[1:]]))
+                        args.label, args.data_dir, command=shlex.join(["roadrisk", *argv]))
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM (docker stop) ends a run like Ctrl-C does
@@ -287,12 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare,
-                "ensemble": _cmd_ensemble}
+    handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare}
+    with_argv = {"train": _cmd_train, "sweep": _cmd_sweep, "ensemble": _cmd_ensemble}
     try:
-        if args.command in ("train", "sweep"):
-            command = _cmd_train if args.command == "train" else _cmd_sweep
-            return command(args, sys.argv[1:] if argv is None else list(argv))
+        if args.command in with_argv:
+            return with_argv[args.command](args, sys.argv[1:] if argv is None else list(argv))
         return handlers[args.command](args)
     except DataError as exc:
         print("\n".join(exc.problems), file=sys.stderr)

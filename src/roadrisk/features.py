@@ -61,6 +61,18 @@ def _original_encodings(original: pd.DataFrame) -> tuple[dict[str, pd.Series], f
             global_mean)
 
 
+def names_for(recipe: Recipe, has_original: bool) -> tuple[list[str], list[str]]:
+    """The feature names and the categorical ones ``build`` makes for a recipe, without the data: what a
+    run plan records (``build`` checks it made exactly these)."""
+    names = list(schema.FEATURE_NAMES)
+    if has_original:
+        names += [ORIG_PREFIX + name for name in schema.FEATURE_NAMES]
+    names += [META, META_EXPECTED] if recipe.meta_expected else [META]
+    categorical = [spec.name for spec in schema.FEATURE_COLUMNS
+                   if spec.kind == "category" or (spec.kind == "bool" and recipe.bools_as == "category")]
+    return names, categorical
+
+
 def build(train: pd.DataFrame, test: pd.DataFrame, original: pd.DataFrame | None,
           recipe: Recipe = RECIPES["fast"]) -> FeatureSet:
     frames = []
@@ -80,7 +92,7 @@ def build(train: pd.DataFrame, test: pd.DataFrame, original: pd.DataFrame | None
         if recipe.meta_expected:
             features[META_EXPECTED] = expected_risk(mu).astype(np.float32)
         frames.append(features.reset_index(drop=True))
-    names = list(frames[0].columns)
-    categorical = [spec.name for spec in schema.FEATURE_COLUMNS
-                   if spec.kind == "category" or (spec.kind == "bool" and recipe.bools_as == "category")]
+    names, categorical = names_for(recipe, encodings is not None)
+    if list(frames[0].columns) != names:  # the plan recorded names_for's list: they must never drift apart
+        raise AssertionError(f"features.build made {list(frames[0].columns)}, names_for says {names}")
     return FeatureSet(frames[0], frames[1], names, categorical)

@@ -25,6 +25,32 @@ class ModelSpec:
     wants_validation: bool  # fit(X, y, X_val=..., y_val=...) like pytabkit
     # (max epochs or None for no cap, early-stopping patience or None) for these parameters; None: no epochs
     epoch_plan: Callable[[dict], tuple[int | None, int | None]] | None = None
+    # Whether --seed changes anything with these parameters (False: runs that differ only in it are one run)
+    seed_matters: Callable[[dict], bool] = lambda params: True
+
+
+# Parameters roadrisk sets itself, from its own flags: never through --param.
+RESERVED_PARAMS = frozenset({"device", "random_state", "n_threads", "verbosity", "categorical_features"})
+
+
+def settable_params(spec: ModelSpec) -> set[str]:
+    """The parameter names --param (and a sweep's params table) may set for this model."""
+    return set(spec.build(spec.defaults("smoke", "cpu", "fast"), "cpu", 0, 1).get_params()) - RESERVED_PARAMS
+
+
+def validate_overrides(spec: ModelSpec, overrides: dict, flag: str = "--param") -> None:
+    """Unknown or roadrisk-owned names fail here, as one line, before any estimator is built with them."""
+    from .errors import RoadriskError
+
+    settable = None
+    for key in sorted(overrides):
+        if key in RESERVED_PARAMS:
+            raise RoadriskError(f"error: {flag} {key}: set by roadrisk itself. Fix: use --device, --seed, or let "
+                                "the trainer choose threads from the CPUs it may use")
+        settable = settable if settable is not None else settable_params(spec)
+        if key not in settable:
+            raise RoadriskError(f"error: {flag} {key}: not a parameter of {spec.name}. Fix: use one of "
+                                f"{', '.join(sorted(settable))}")
 
 
 # ---------------------------------------------------------------- TabM (the seed recipe)
@@ -102,6 +128,11 @@ def _hgb_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
                 min_samples_leaf=20 if profile == "smoke" else 100, early_stopping=False)
 
 
+def _hgb_seed_matters(params: dict) -> bool:
+    """Without early stopping's validation split or feature subsampling, HistGradientBoosting is deterministic."""
+    return params.get("early_stopping") not in (False, None) or params.get("max_features", 1.0) < 1.0
+
+
 def _build_hgb(params: dict, device: str, seed: int, threads: int):
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -111,17 +142,19 @@ def _build_hgb(params: dict, device: str, seed: int, threads: int):
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("tabm", "pytabkit TabM_D_Regressor (the seed's model)", True, _tabm_defaults, _build_tabm, True,
-                  _tabm_epochs),
-        ModelSpec("realmlp", "pytabkit RealMLP_TD_Regressor", True, _realmlp_defaults, _build_realmlp, True,
-                  _realmlp_epochs),
-        ModelSpec("hgb", "scikit-learn HistGradientBoostingRegressor (CPU baseline)", False, _hgb_defaults,
-                  _build_hgb, False),
+        ModelSpec(name="tabm", description="pytabkit TabM_D_Regressor (the seed's model)", uses_torch=True,
+                  defaults=_tabm_defaults, build=_build_tabm, wants_validation=True, epoch_plan=_tabm_epochs),
+        ModelSpec(name="realmlp", description="pytabkit RealMLP_TD_Regressor", uses_torch=True,
+                  defaults=_realmlp_defaults, build=_build_realmlp, wants_validation=True,
+                  epoch_plan=_realmlp_epochs),
+        ModelSpec(name="hgb", description="scikit-learn HistGradientBoostingRegressor (CPU baseline)",
+                  uses_torch=False, defaults=_hgb_defaults, build=_build_hgb, wants_validation=False,
+                  seed_matters=_hgb_seed_matters),
     )
 }
 
 
-def fit_predict(spec: ModelSpec, params: dict, device: str, seed: int, threads: int,
+def fit_predict(spec: ModelSpec, *, params: dict, device: str, seed: int, threads: int,
                 x_train, y_train, x_val, y_val, x_test, timer, categorical: tuple[str, ...] = ()):
     """Fit on one fold and predict its validation rows and the test rows (timed by ``timer``).
     Returns (validation predictions, test predictions, the fitted estimator)."""

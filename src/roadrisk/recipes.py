@@ -60,5 +60,13 @@ FAST_CHANGES = (
 )
 
 
+# Old names that still work (the CLI says the new one in a one-line note).
+RECIPE_ALIASES: dict[str, str] = {}
+
+
+def resolve_recipe(name: str) -> str:
+    return RECIPE_ALIASES.get(name, name)
+
+
 def default_for(profile: str) -> str:
     return DEFAULT_RECIPE[profile]

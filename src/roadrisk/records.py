@@ -1,7 +1,9 @@
 """Run directories and ``run.json``: where a run's results live and how they are kept safe.
 
-The record is rewritten atomically at each milestone (started, each fold, finished), so whatever
-stops the process (Ctrl-C, a crash, a killed container) leaves a readable record saying so.
+This module owns run.json for both kinds of run (``train`` and ``ensemble``): it writes it, reads it
+(``read``, which upgrades older schemas, so every reader sees the current layout), and names its
+statuses. The record is rewritten atomically at each milestone (started, each fold, finished), so
+whatever stops the process (Ctrl-C, a crash, a killed container) leaves a readable record saying so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import secrets
 import subprocess
 import sys
 from datetime import datetime, timezone
+from enum import Enum
 from importlib import metadata
 from pathlib import Path
 
@@ -22,14 +25,77 @@ from .errors import RoadriskError
 
 # 2: config.seed is the model's seed alone, beside config.cv_seed (folds) and config.data_seed;
 # config.recipe, kind, host, pid, outputs.folds and resumes were added.
-SCHEMA_VERSION = 2
+# 3: config is the run plan (plan.py): target, cv, cv_bins, data_fingerprint, plan_id, seed_matters; the
+# executor's description moved from config.executor to executor.
+SCHEMA_VERSION = 3
 RUN_FILE = "run.json"
+SWEEP_FILE = "sweep.json"  # what `roadrisk sweep` writes beside its members' folders
 LOG_FILE = "train.log"
 LIBRARY_LOG_FILE = "library.log"
 OOF_FILE = "oof.csv"
 SUBMISSION_FILE = "submission.csv"
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PACKAGES = ("torch", "pytabkit", "numpy", "pandas", "scikit-learn", "scipy", "pytorch-lightning", "roadrisk")
+
+
+class Status(str, Enum):
+    """A run's status in run.json (a str, so it is written and compared as the plain word)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    DRY_RUN = "dry-run"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STOPPED = (Status.INTERRUPTED, Status.FAILED, Status.RUNNING)  # what --resume (and a sweep) may continue
+
+
+def upgrade(record: dict) -> dict:
+    """Read an older record as a current one, in place: schema 1's single seed drove the folds too and it
+    had no recipe; before schema 3 every run had the raw target on KFold folds."""
+    config = record.get("config")
+    if isinstance(config, dict):
+        if record.get("schema_version", 1) < 2:
+            config.setdefault("cv_seed", config.get("seed"))
+            config.setdefault("recipe", "fast")  # what every run of that version trained with
+        if record.get("schema_version", 1) < 3 and config:
+            config.setdefault("cv", "kfold")
+            config.setdefault("cv_bins", None)
+            if record.get("kind", "train") == "train":
+                config.setdefault("target", "raw")
+    record.setdefault("kind", "train")
+    return record
+
+
+def read(run_dir: Path) -> tuple[dict | None, str | None]:
+    """The record in ``run_dir``, upgraded, or None and the one line that says why it cannot be used."""
+    path = Path(run_dir) / RUN_FILE
+    if not Path(run_dir).is_dir():
+        return None, f"error: {run_dir}: not a directory. Fix: pass run folders such as runs/native/<run-id>"
+    if not path.is_file():
+        return None, f"error: {run_dir}: no {RUN_FILE}. Fix: pass a folder written by `roadrisk train`"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        where = f" (line {exc.lineno})" if hasattr(exc, "lineno") else ""
+        return None, (f"error: {path}: truncated or not JSON{where}; the run was probably killed while writing "
+                      "an old version of roadrisk. Fix: rerun it, or leave it out")
+    if not isinstance(record, dict) or "schema_version" not in record:
+        return None, f"error: {path}: not a roadrisk run record (no schema_version). Fix: leave it out"
+    version = record.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        return None, (f"error: {path}: written by a newer roadrisk (schema_version {version} > {SCHEMA_VERSION}). "
+                      "Fix: upgrade roadrisk to read it")
+    return upgrade(record), None
+
+
+def write(run_dir: Path, record: dict) -> None:
+    """Write a whole record at once, atomically and flushed to disk (an ensemble's, which is never partial)."""
+    atomic_write_json(Path(run_dir) / RUN_FILE, record, durable=True)
 
 
 def record_field(record: dict, path: tuple[str, ...]):
@@ -102,7 +168,7 @@ class RunRecord:
             "kind": kind,
             "run_id": run_dir.name,
             "label": label,
-            "status": "running",
+            "status": Status.RUNNING.value,
             # Which process writes this record: a "running" record whose process is gone was killed.
             "host": platform.node(),
             "pid": os.getpid(),
@@ -123,16 +189,14 @@ class RunRecord:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunRecord:
-        """The record of an existing run (for --resume); one clear line when there is none."""
-        path = Path(run_dir) / RUN_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        """The record of an existing run (for --resume), upgraded; one clear line when there is none."""
+        if not (Path(run_dir) / RUN_FILE).is_file() and Path(run_dir).is_dir():
             raise RoadriskError(f"error: --resume {run_dir}: no {RUN_FILE} there. Fix: pass a run folder written by "
-                                "roadrisk train, such as runs/native/<run-id>") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise RoadriskError(f"error: {path}: unreadable ({exc}). Fix: start a new run") from None
-        if not isinstance(data, dict) or data.get("kind", "train") != "train":
+                                "roadrisk train, such as runs/native/<run-id>")
+        data, problem = read(run_dir)
+        if problem:
+            raise RoadriskError(problem)
+        if data.get("kind", "train") != "train":
             raise RoadriskError(f"error: --resume {run_dir}: not a training run. Fix: pass a folder written by "
                                 "roadrisk train")
         record = cls.__new__(cls)
@@ -167,8 +231,8 @@ class RunRecord:
         if not self.hold_saves:
             atomic_write_json(self.run_dir / RUN_FILE, self.data, durable=durable)
 
-    def finish(self, status: str, error: str | None = None) -> None:
-        self.data["status"] = status
+    def finish(self, status: Status, error: str | None = None) -> None:
+        self.data["status"] = Status(status).value
         self.data["ended_at"] = now_iso()
         self.data["error"] = error
         self.save(durable=True)

@@ -39,3 +39,13 @@ def floor_rmse(frame: pd.DataFrame, target: np.ndarray) -> float:
     """RMSE of the best possible predictor on these rows (meaningful on generated data only)."""
     best = expected_risk(mean_risk(frame))
     return float(np.sqrt(np.mean((np.asarray(target, dtype=float) - best) ** 2)))
+
+
+def fit_noise_sd(mu: np.ndarray, y: np.ndarray) -> float:
+    """The σ whose clipped-normal mean fits ``y`` best (least squares), from these rows alone: the residual
+    target estimates it on each fold's training rows, so nothing of the validation rows leaks in."""
+    from scipy.optimize import minimize_scalar
+
+    mu, y = np.asarray(mu, dtype=float), np.asarray(y, dtype=float)
+    loss = lambda sd: float(np.mean((y - expected_risk(mu, sd)) ** 2))  # noqa: E731
+    return float(minimize_scalar(loss, bounds=(1e-3, 0.5), method="bounded", options={"xatol": 1e-6}).x)

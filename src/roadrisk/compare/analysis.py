@@ -9,8 +9,9 @@ import pandas as pd
 
 from .. import doctor
 from ..device import DeviceChoice
+from ..plan import COMPARABLE, differences, key_name
 from ..records import OOF_FILE, SUBMISSION_FILE
-from .runs import COMPARABLE_FIELDS, Run, record_field
+from .runs import Run, record_field
 from .stats import speed_up
 
 # Long sentences: shown under the diff table rather than in a cell of it.
@@ -89,12 +90,8 @@ def timings(run: Run) -> dict:
 
 def comparability(run: Run, baseline: Run) -> list[str]:
     """Why ``run`` cannot be set against ``baseline`` (empty when it can)."""
-    reasons = []
-    for name, path in COMPARABLE_FIELDS:
-        mine, theirs = record_field(run.record, path), record_field(baseline.record, path)
-        if mine != theirs:
-            reasons.append(f"{name} differs ({mine} vs {theirs})")
-    return reasons
+    return [f"{key_name(key)} differs ({mine} vs {theirs})"
+            for key, theirs, mine in differences(baseline.record, run.record, COMPARABLE)]
 
 
 def disagreement(run: Run, baseline: Run) -> dict | None:
@@ -128,7 +125,8 @@ def compare(runs: list[Run], baseline: Run, force: bool = False) -> dict:
             "status": run.status, "error": run.record.get("error"), "baseline": run is baseline,
             **{key: record_field(run.record, path) for key, path in (
                 ("device", ("device", "selected")), ("profile", ("config", "profile")), ("model", ("config", "model")),
-                ("recipe", ("config", "recipe")), ("folds", ("config", "folds")), ("cv_seed", ("config", "cv_seed")),
+                ("recipe", ("config", "recipe")), ("target", ("config", "target")), ("cv", ("config", "cv")),
+                ("folds", ("config", "folds")), ("cv_seed", ("config", "cv_seed")),
                 ("fingerprint", ("data", "fingerprint")), ("source", ("data", "source")))},
             "commit": run.record.get("git_commit"),
             "timings": t, "comparable": not reasons, "not_comparable_because": reasons,

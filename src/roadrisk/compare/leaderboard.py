@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import math
 
-from .runs import COMPARABLE_FIELDS, Run, record_field
-
-# What makes two OOF RMSEs scores of the same rows: the model, recipe and profile may differ on a leaderboard.
-SAME_ROWS_FIELDS = tuple((name, path) for name, path in COMPARABLE_FIELDS if name in ("data fingerprint", "folds", "cv_seed"))
+from ..plan import SAME_ROWS, differences, key_name
+from .runs import Run, record_field
 
 
 def _number(value) -> float | None:
@@ -91,8 +89,8 @@ def rank(runs: list[Run]) -> list[dict]:
             row["comparable"] = True
             continue
         run = by_name[row["name"]]
-        row["not_comparable_because"] = [
-            f"{name} {record_field(run.record, path)} vs {record_field(best.record, path)}"
-            for name, path in SAME_ROWS_FIELDS if record_field(run.record, path) != record_field(best.record, path)]
+        # The same rows, scored on the same folds: the model, recipe, target and profile may differ here.
+        row["not_comparable_because"] = [f"{key_name(key)} {mine} vs {theirs}"
+                                         for key, theirs, mine in differences(best.record, run.record, SAME_ROWS)]
         row["comparable"] = not row["not_comparable_because"]
     return rows

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..records import RUN_FILE, SCHEMA_VERSION, record_field
+from .. import records
+from ..plan import COMPARABLE, key_values
+from ..records import RUN_FILE, SWEEP_FILE, record_field
 
 
 @dataclass
@@ -55,25 +56,9 @@ class Selection:
 
 
 def read_run(run_dir: Path) -> tuple[Run | None, str | None]:
-    """The run in ``run_dir``, or None and the reason it cannot be used."""
-    path = Path(run_dir) / RUN_FILE
-    if not Path(run_dir).is_dir():
-        return None, f"error: {run_dir}: not a directory. Fix: pass run folders such as runs/native/<run-id>"
-    if not path.is_file():
-        return None, f"error: {run_dir}: no run.json. Fix: pass a folder written by `roadrisk train`"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        where = f" (line {exc.lineno})" if hasattr(exc, "lineno") else ""
-        return None, (f"error: {path}: truncated or not JSON{where}; the run was probably killed while writing "
-                      "an old version of roadrisk. Fix: rerun it, or leave it out")
-    if not isinstance(record, dict) or "schema_version" not in record:
-        return None, f"error: {path}: not a roadrisk run record (no schema_version). Fix: leave it out"
-    version = record.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        return None, (f"error: {path}: written by a newer roadrisk (schema_version {version} > {SCHEMA_VERSION}). "
-                      "Fix: upgrade roadrisk to compare it")
-    return Run(Path(run_dir), upgrade(record)), None
+    """The run in ``run_dir`` (its record upgraded to the current schema), or None and the reason it cannot be used."""
+    record, problem = records.read(run_dir)
+    return (None, problem) if problem else (Run(Path(run_dir), record), None)
 
 
 def select_explicit(run_dirs: list[Path]) -> Selection:
@@ -87,30 +72,9 @@ def select_explicit(run_dirs: list[Path]) -> Selection:
     return selection
 
 
-# What makes two runs answer the same question: speed-ups and row-level comparisons need these equal.
-# The model's own seed is not among them: runs that differ only in it are the repeats a blend averages.
-COMPARABLE_FIELDS = (("data fingerprint", ("data", "fingerprint")), ("profile", ("config", "profile")),
-                     ("model", ("config", "model")), ("recipe", ("config", "recipe")), ("folds", ("config", "folds")),
-                     ("cv_seed", ("config", "cv_seed")))
-
-
-def upgrade(record: dict) -> dict:
-    """Read a schema-1 record as a schema-2 one: its single seed drove the folds too, and it had no recipe."""
-    if record.get("schema_version", 1) < 2 and isinstance(record.get("config"), dict):
-        config = record["config"]
-        config.setdefault("cv_seed", config.get("seed"))
-        config.setdefault("recipe", "fast")  # what every run of that version trained with
-    record.setdefault("kind", "train")
-    return record
-
-
 def _setup(run: Run) -> tuple:
-    """Comparable fields plus the device: runs that may be pooled as repeats of one another."""
-    paths = [path for _, path in COMPARABLE_FIELDS] + [("device", "selected")]
-    return tuple(record_field(run.record, path) for path in paths)
-
-
-SWEEP_FILE = "sweep.json"  # what `roadrisk sweep` writes beside its members' label folders
+    """The comparable keys plus the device: runs that may be pooled as repeats of one another."""
+    return (*key_values(run.record, COMPARABLE).values(), record_field(run.record, ("device", "selected")))
 
 
 def _sweep_note(folder: Path) -> str | None:

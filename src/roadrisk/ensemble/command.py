@@ -48,7 +48,8 @@ def blend(run_dirs: list[Path], method: str = DEFAULT_METHOD, allow_negative: bo
     fitted = fit(P, target.y)
     oof_pred = fitted.predict(P)
     # train.csv's row order is the order the trainer split, so the rebuilt folds are the members' folds.
-    folds = fold_assignment(len(target.y), members[0].folds, members[0].cv_seed)
+    first = members[0]
+    folds = fold_assignment(len(target.y), first.folds, first.cv_seed, first.cv, target.y, first.cv_bins)
     settings = {"steps": None if method == "ridge" else (steps or DEFAULT_STEPS), "allow_negative": allow_negative}
     return Outcome(
         members=members, method=method, settings=settings, blend=fitted,

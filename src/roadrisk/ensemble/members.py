@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 
 from .. import records, schema
-from ..compare.runs import read_run, record_field
 from ..errors import RoadriskError
 from ..folds import clip_risk
+from ..plan import RECORD_PATHS, SAME_ROWS, differences
+from ..records import record_field
 
 FIX_COMPARABLE = ("Fix: blend only runs trained on the same data with the same folds "
-                  "(data.fingerprint, config.folds, config.cv_seed)")
+                  "(data.fingerprint, config.cv, config.cv_bins, config.folds, config.cv_seed)")
 
 
 @dataclass
@@ -34,7 +35,9 @@ class Predictions:
 
 
 @dataclass
-class Member:
+class EnsembleMember:
+    """A complete run read for blending: its record and its OOF and test predictions."""
+
     path: Path
     record: dict
     oof: Predictions
@@ -49,13 +52,20 @@ class Member:
 
     @property
     def cv_seed(self):
-        # Records written before --cv-seed existed split the folds with the model seed.
-        cv_seed = self.field("config", "cv_seed")
+        cv_seed = self.field("config", "cv_seed")  # schema 1 split the folds with the model seed
         return self.field("config", "seed") if cv_seed is None else cv_seed
 
     @property
     def folds(self):
         return self.field("config", "folds")
+
+    @property
+    def cv(self) -> str:
+        return self.field("config", "cv") or "kfold"
+
+    @property
+    def cv_bins(self):
+        return self.field("config", "cv_bins")
 
     @property
     def fingerprint(self):
@@ -74,15 +84,15 @@ def find_sweep_runs(sweep_dir: Path) -> tuple[list[Path], list[str]]:
     found: list[Path] = []
     notes: list[str] = []
     for run_file in sorted(sweep_dir.rglob(records.RUN_FILE)):
-        run, problem = read_run(run_file.parent)
+        record, problem = records.read(run_file.parent)
         if problem:
             notes.append(problem.replace("error:", "skipped:", 1))
-        elif not run.complete:
-            notes.append(f"note: {run.path}: status {run.status}; skipped")
-        elif run.record.get("kind") == "ensemble":
-            notes.append(f"note: {run.path}: an ensemble; skipped (its members are blended instead)")
+        elif record.get("status") != records.Status.COMPLETE:
+            notes.append(f"note: {run_file.parent}: status {record.get('status')}; skipped")
+        elif record.get("kind") == "ensemble":
+            notes.append(f"note: {run_file.parent}: an ensemble; skipped (its members are blended instead)")
         else:
-            found.append(run.path)
+            found.append(run_file.parent)
     return found, notes
 
 
@@ -107,17 +117,17 @@ def _read_predictions(path: Path) -> Predictions:
     return Predictions(ids.to_numpy(dtype=np.int64), clip_risk(values.to_numpy(dtype=float)))
 
 
-def read_member(run_dir: Path) -> Member:
-    run, problem = read_run(run_dir)
+def read_member(run_dir: Path) -> EnsembleMember:
+    record, problem = records.read(run_dir)
     if problem:
         raise RoadriskError(problem)
-    if not run.complete:
-        raise RoadriskError(f"error: {run_dir}: status {run.status}; only complete runs can be blended. "
+    if record.get("status") != records.Status.COMPLETE:
+        raise RoadriskError(f"error: {run_dir}: status {record.get('status')}; only complete runs can be blended. "
                             "Fix: rerun it, or leave it out")
-    if run.record.get("kind") == "ensemble":
+    if record.get("kind") == "ensemble":
         raise RoadriskError(f"error: {run_dir}: an ensemble (kind ensemble); its out-of-fold predictions were "
                             "fitted on these very rows. Fix: pass its members instead")
-    return Member(Path(run_dir), run.record, _read_predictions(Path(run_dir) / records.OOF_FILE),
+    return EnsembleMember(Path(run_dir), record, _read_predictions(Path(run_dir) / records.OOF_FILE),
                   _read_predictions(Path(run_dir) / records.SUBMISSION_FILE))
 
 
@@ -132,7 +142,7 @@ def _id_difference(member: Predictions, reference: Predictions) -> str:
     return ", ".join(parts)
 
 
-def check_comparable(members: list[Member]) -> None:
+def check_comparable(members: list[EnsembleMember]) -> None:
     """Every member against the first: the same data, folds and fold seed, and the same rows."""
     first = members[0]
     for member in members:
@@ -141,12 +151,10 @@ def check_comparable(members: list[Member]) -> None:
                 raise RoadriskError(f"error: {member.path}: run.json has no usable {name} ({value!r}); the folds "
                                     "cannot be rebuilt. Fix: rerun it with this roadrisk, or leave it out")
     for member in members[1:]:
-        for name, value, expected in (("data.fingerprint", member.fingerprint, first.fingerprint),
-                                      ("config.folds", member.folds, first.folds),
-                                      ("config.cv_seed", member.cv_seed, first.cv_seed)):
-            if value != expected:
-                raise RoadriskError(f"error: {member.path}: {name} {value!r} differs from {expected!r} in {first.path}. "
-                                    f"{FIX_COMPARABLE}")
+        for key, expected, value in differences(first.record, member.record, SAME_ROWS):
+            name = ".".join(RECORD_PATHS[key])
+            raise RoadriskError(f"error: {member.path}: {name} {value!r} differs from {expected!r} in {first.path}. "
+                                f"{FIX_COMPARABLE}")
         for name, mine, theirs in ((records.OOF_FILE, member.oof, first.oof),
                                    (records.SUBMISSION_FILE, member.submission, first.submission)):
             if len(mine.ids) != len(theirs.ids) or not np.array_equal(np.sort(mine.ids), np.sort(theirs.ids)):
@@ -154,7 +162,7 @@ def check_comparable(members: list[Member]) -> None:
                                     f"({_id_difference(mine, theirs)}). {FIX_COMPARABLE}")
 
 
-def load_members(run_dirs: list[Path]) -> list[Member]:
+def load_members(run_dirs: list[Path]) -> list[EnsembleMember]:
     """The members, read and checked, in a stable order (by run id) whatever order they were given in."""
     if len(run_dirs) < 2:
         raise RoadriskError(f"error: ensemble: {len(run_dirs)} member(s) found; a blend needs at least 2. "
@@ -166,11 +174,11 @@ def load_members(run_dirs: list[Path]) -> list[Member]:
             raise RoadriskError(f"error: {run_dir}: listed twice (as {seen[key]}). Fix: name each member once")
         seen[key] = Path(run_dir)
     members = [read_member(Path(run_dir)) for run_dir in run_dirs]
-    by_id: dict[str, Member] = {}
+    by_id: dict[str, EnsembleMember] = {}
     for member in members:
         if member.run_id in by_id:
             raise RoadriskError(f"error: {member.path}: run_id {member.run_id} is also {by_id[member.run_id].path} "
                                 "(a copy?). Fix: name each member once")
         by_id[member.run_id] = member
     check_comparable(members)
-    return sorted(members, key=Member.sort_key)
+    return sorted(members, key=EnsembleMember.sort_key)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import records, schema
-from ..atomic import atomic_write_json, atomic_write_text, write_predictions_atomic
-from .members import Member
+from ..atomic import atomic_write_text, write_predictions_atomic
+from .members import EnsembleMember
 from .methods import Blend, NestedScore
 
 
@@ -22,7 +22,7 @@ from .methods import Blend, NestedScore
 class Outcome:
     """Everything the blend computed, ready to be written."""
 
-    members: list[Member]
+    members: list[EnsembleMember]
     method: str
     settings: dict  # steps, allow_negative: what the method was run with
     blend: Blend
@@ -36,7 +36,7 @@ class Outcome:
     notes: list[str]
 
 
-def _shared(members: list[Member], *path: str):
+def _shared(members: list[EnsembleMember], *path: str):
     """A config value every member agrees on, else None."""
     values = {repr(m.field(*path)) for m in members}
     return members[0].field(*path) if len(values) == 1 else None
@@ -68,17 +68,13 @@ def build_record(outcome: Outcome, run_dir: Path, label: str, command: str | Non
         metrics["gap_to_floor_pct"] = round(100.0 * (outcome.oof_rmse - floor) / floor, 3)
         metrics["nested_gap_to_floor_pct"] = round(100.0 * (outcome.nested.rmse - floor) / floor, 3)
     member_seconds = [m.field("timings", "total_s") for m in members]
-    return {
-        "schema_version": records.SCHEMA_VERSION,
-        "kind": "ensemble",
-        "run_id": run_dir.name,
-        "label": label,
-        "status": "complete",
+    record = records.RunRecord(run_dir, label, kind="ensemble")  # the fields every run.json has
+    del record.data["environment"]  # a blend has no machine of its own to describe
+    record.data.update({
+        "status": records.Status.COMPLETE.value,
         "started_at": started_at,
         "ended_at": records.now_iso(),
-        "git_commit": records.git_commit(),
         "command": command,
-        "packages": records.package_versions(),
         "device": {"selected": "cpu", "reason": "a blend is numpy arithmetic on the CPU"},
         "method": outcome.method,
         "weights": {m.run_id: float(w) for m, w in zip(members, blend.weights)},
@@ -86,8 +82,8 @@ def build_record(outcome: Outcome, run_dir: Path, label: str, command: str | Non
         "members": member_entries,
         "data": first.field("data"),
         "config": {"method": outcome.method, **outcome.settings, "profile": _shared(members, "config", "profile"),
-                   "model": "ensemble", "folds": first.folds, "cv_seed": first.cv_seed,
-                   "members": len(members)},
+                   "model": "ensemble", "cv": first.cv, "cv_bins": first.cv_bins, "folds": first.folds,
+                   "cv_seed": first.cv_seed, "members": len(members)},
         "timings": {"total_s": round(total_s, 4),
                     # Compute spent on the whole blend: what its members cost to train.
                     "compute_s": round(sum(s for s in member_seconds if isinstance(s, (int, float))), 4),
@@ -95,8 +91,8 @@ def build_record(outcome: Outcome, run_dir: Path, label: str, command: str | Non
         "metrics": metrics,
         "notes": outcome.notes,
         "outputs": {"oof": records.OOF_FILE, "submission": records.SUBMISSION_FILE, "log": records.LOG_FILE},
-        "error": None,
-    }
+    })
+    return record.data
 
 
 def log_lines(record: dict, run_dir: Path) -> list[str]:
@@ -131,7 +127,7 @@ def write_run(outcome: Outcome, runs_dir: Path, label: str, command: str | None,
         record = build_record(outcome, run_dir, label, command, started_at, elapsed())
         lines = log_lines(record, run_dir)
         atomic_write_text(run_dir / records.LOG_FILE, "\n".join([*outcome.notes, *lines]) + "\n")
-        atomic_write_json(run_dir / records.RUN_FILE, record)
+        records.write(run_dir, record)  # last: a folder without run.json is not a run
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise

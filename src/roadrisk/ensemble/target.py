@@ -20,7 +20,7 @@ import pandas as pd
 from .. import schema
 from ..errors import RoadriskError
 from ..generator import GENERATOR_VERSION
-from .members import Member
+from .members import EnsembleMember
 
 
 @dataclass
@@ -40,7 +40,7 @@ def _read_if_same(train_file: Path, sha256: str) -> Target | None:
     return Target(frame[schema.ID].to_numpy(dtype=np.int64), frame[schema.TARGET].to_numpy(dtype=float), train_file)
 
 
-def _regenerated(member: Member) -> Path | None:
+def _regenerated(member: EnsembleMember) -> Path | None:
     """The generated dataset the member used, rebuilt in the cache (a no-op when it is already there)."""
     from ..data import embedded_dir
 
@@ -54,7 +54,7 @@ def _regenerated(member: Member) -> Path | None:
     return embedded_dir(*sizes)[0]
 
 
-def load_target(members: list[Member], data_dir: Path | None = None) -> Target:
+def load_target(members: list[EnsembleMember], data_dir: Path | None = None) -> Target:
     first = members[0]  # all share data.fingerprint (members.check_comparable)
     sha256 = first.field("data", "files", schema.TRAIN_FILE, "sha256")
     if not isinstance(sha256, str):

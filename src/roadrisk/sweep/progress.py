@@ -11,9 +11,10 @@ from ..console import FoldProgress, _fmt_seconds
 class SweepProgress:
     """The executors' progress hooks (executors.NullProgress), for a sweep's tasks keyed (member, fold)."""
 
-    def __init__(self, console, members: dict, tasks: int, echo_line):
+    def __init__(self, console, members: dict, tasks: int, echo_line, everyone: list | None = None):
         self.console = console
-        self.members = members
+        self.members = members  # job key -> member state, for the members training now
+        self.everyone = everyone  # every member's state, reused ones too (for the counts)
         self.tasks = tasks
         self.echo = echo_line
         self.workers = 1
@@ -57,7 +58,7 @@ class SweepProgress:
         self.echo(f"member: {state.id} {state.status}, oof_rmse {rmse} | {self.summary()}")
 
     def summary(self) -> str:
-        states = list(self.members.values())
+        states = self.everyone if self.everyone is not None else list(self.members.values())
         done = sum(s.status in ("complete", "failed") for s in states)
         running = sum(s.status == "running" for s in states)
         queued = sum(s.status == "queued" for s in states)

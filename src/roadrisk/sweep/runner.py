@@ -1,13 +1,14 @@
 """``roadrisk sweep SPEC``: many members (models x grid points x seeds) on fixed folds, each an ordinary
 run, their folds spread over one executor (inline, processes, or Ray from a laptop to a cluster).
 
-The order of things: read the spec, load the data once, give every member its id (a hash of what it
-trains: model, parameters, seed, cv_seed, folds, recipe, data), skip members a previous sweep already
-finished and resume the ones it left half done, prepare the rest (each a ``TrainingRun`` under
-``runs/<sweep>/<member id>/``), hand all their folds to the executor at once, and finish each member
-the moment its last fold comes back. ``sweep.json`` beside them says what ran where, and is rewritten
-(atomically) as members start and finish, so Ctrl-C, a lost node or a closed laptop lid cost only the
-folds that were running.
+The order of things: read the spec, load the data once, plan every member on this machine (its id is
+its run plan's hash, plan.py: model, parameters, seed, target, folds, device, precision, data), skip
+members a previous sweep already finished and resume the ones it left half done, prepare the rest
+(each an ordinary run under ``runs/<sweep>/<member id>/``) and hand them all to the driver at once
+(driver.py, the loop ``roadrisk train`` uses too), which finishes each member the moment its last
+fold comes back. ``sweep.json`` beside them says what ran where, and is rewritten (atomically) as
+members start and finish, so Ctrl-C, a lost node or a closed laptop lid cost only the folds that
+were running.
 """
 
 from __future__ import annotations
@@ -17,26 +18,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import data as data_module
-from .. import records
+from .. import environment, records
 from ..atomic import atomic_write_json
 from ..console import Console
+from ..driver import Job, drive
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RoadriskError
-from ..executors import make_executor
-from ..profiles import PROFILES
-from ..trainer import TrainingRun, TrainOptions
+from ..executors import ExecutorConfig, make_executor
+from ..models import MODELS
+from ..records import SWEEP_FILE, Status
+from ..trainer import DataCache, TrainingRun, TrainOptions, embedded_or_given, plan_for, prepare
 from . import spec as spec_module
 from .progress import SweepProgress
 
-SWEEP_FILE = "sweep.json"
+QUEUED, ELSEWHERE = "queued", "running elsewhere"  # a member's states before and beside a run's Status
 
 
 @dataclass
 class MemberState:
     id: str
-    member: spec_module.Member
-    status: str = "queued"  # queued -> running -> complete | failed | interrupted; or "running elsewhere"
+    member: spec_module.MemberSpec
+    opts: TrainOptions
+    status: str = QUEUED  # queued -> running -> complete | failed | interrupted; or "running elsewhere"
     run: TrainingRun | None = None
+    job: Job | None = None
     run_dir: Path | None = None
     reused: bool = False  # finished by an earlier sweep: nothing trained now
     resumed: bool = False
@@ -52,7 +56,8 @@ class MemberState:
         nodes = sorted({f.get("node_ip") or f.get("host") for f in self.folds.values() if f})
         gpus = sorted({g for f in self.folds.values() for g in f.get("gpu_ids", [])})
         return {"id": self.id, "model": m.model, "params": m.params, "seed": m.seed, "recipe": m.recipe,
-                "device": m.device, "status": self.status, "run_dir": None if self.run_dir is None else str(self.run_dir),
+                "target": m.target, "device": m.device, "status": self.status,
+                "run_dir": None if self.run_dir is None else str(self.run_dir),
                 "reused": self.reused, "resumed": self.resumed, "queued_at": self.queued_at,
                 "started_at": self.started_at, "finished_at": self.finished_at, "oof_rmse": self.oof_rmse,
                 "error": self.error, "nodes": nodes, "gpu_ids": gpus,
@@ -62,43 +67,65 @@ class MemberState:
                 "folds": [{"fold": k, **v} for k, v in sorted(self.folds.items())]}
 
 
-def run_sweep(spec_path: Path, runs_dir: Path, executor_name: str = "inline", jobs: int = 1,
-              address: str | None = None, cpus_per_task: float | None = None, gpus_per_task: float | None = None,
-              dry_run: bool = False, command: str | None = None, echo=print) -> int:
+def member_options(sweep: spec_module.SweepSpec, member: spec_module.MemberSpec, sweep_dir: Path,
+                   executor: ExecutorConfig, command: str | None) -> TrainOptions:
+    return TrainOptions(data_dir=sweep.data_dir, profile=sweep.profile, model=member.model, recipe=member.recipe,
+                        device=member.device, folds=member.folds, seed=member.seed, cv_seed=sweep.cv_seed,
+                        data_seed=sweep.data_seed, target=member.target, cv=sweep.cv, cv_bins=sweep.cv_bins,
+                        runs_dir=sweep_dir, param_overrides=dict(member.params),
+                        matmul_precision=member.matmul_precision, executor=executor, command=command)
+
+
+def plan_members(sweep: spec_module.SweepSpec, sweep_dir: Path, executor: ExecutorConfig, cache: DataCache,
+                 facts: dict, command: str | None, echo) -> tuple[list[MemberState], object]:
+    """Every member planned on this machine, one state per distinct plan (duplicates said once)."""
+    first = member_options(sweep, sweep.members[0], sweep_dir, executor, command)
+    dataset = cache.dataset(*embedded_or_given(first))
+    states: dict[str, MemberState] = {}
+    unused_seed: set[str] = set()
+    for member in sweep.members:
+        opts = member_options(sweep, member, sweep_dir, executor, command)
+        member_plan = plan_for(opts, facts, dataset)
+        member_id = f"{member.model}-{member_plan.identity[:10]}"
+        opts.label = member_id
+        if member_id in states:
+            if not member_plan.seed_matters and states[member_id].member.seed != member.seed:
+                unused_seed.add(member.model)
+            else:
+                echo(f"note: {sweep.path}: {member_id} appears twice in the grid; it is trained once")
+            continue
+        states[member_id] = MemberState(member_id, member, opts)
+    for model in sorted(unused_seed):
+        echo(f"note: {sweep.path}: {model} has no randomness with these parameters (no early stopping, no feature "
+             f"subsampling), so members that differ only in their seed are one run: each is trained once")
+    return list(states.values()), dataset
+
+
+def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None = None, dry_run: bool = False,
+              command: str | None = None, echo=print, fold_runner=None) -> int:
+    """``fold_runner``: what trains each fold (default ``folds.run_fold``; a test hands in its own)."""
+    executor = executor or ExecutorConfig()
     sweep = spec_module.load(spec_path)
     records.check_label(sweep.name)
     sweep_dir = Path(runs_dir) / sweep.name
-    profile = PROFILES[sweep.profile]
-    data_cache: dict = {}
-    if sweep.data_dir is None:
-        data_dir, _ = data_module.embedded_dir(profile.train_rows, profile.test_rows, profile.original_rows,
-                                               sweep.data_seed)
-        dataset = data_module.load(data_dir, "embedded")
-    else:
-        dataset = data_module.load(data_module.require_data_dir(sweep.data_dir), "directory")
-    data_cache[("dataset", str(Path(dataset.path).resolve()))] = dataset  # members read it from here
-    folds_default = profile.folds
-    states = [MemberState(m.identity(sweep.cv_seed, m.folds or folds_default, dataset.fingerprint), m)
-              for m in sweep.members]
-    duplicate = _first_duplicate(states)
-    if duplicate:
-        echo(f"note: {spec_path}: {duplicate} appears twice in the grid; it is trained once")
-        states = list({s.id: s for s in states}.values())
+    cache = DataCache()
+    facts = environment.collect(with_torch=any(MODELS[m.model].uses_torch for m in sweep.members))
+    states, dataset = plan_members(sweep, sweep_dir, executor, cache, facts, command, echo)
     echo(f"sweep: {sweep.name}: {len(states)} members ({', '.join(_count_models(states))}), cv_seed {sweep.cv_seed}, "
          f"data {dataset.fingerprint} ({dataset.source}, {len(dataset.train)} train rows) -> {sweep_dir}")
     if dry_run:
         for state in states:
             echo(f"member: {state.id} model={state.member.model} seed={state.member.seed} "
-                 f"recipe={state.member.recipe} params={state.member.params}")
+                 f"recipe={state.member.recipe} target={state.member.target} params={state.member.params}")
         return EXIT_OK
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     log = Console(sweep_dir / "sweep.log")
-    executor = make_executor(executor_name, jobs, address, cpus_per_task, gpus_per_task, sweep_dir / records.LIBRARY_LOG_FILE)
+    runner = make_executor(executor, sweep_dir / records.LIBRARY_LOG_FILE, fold_runner)
     book = {"schema_version": 1, "name": sweep.name, "spec": str(Path(spec_path).resolve()),
-            "spec_sha256": sweep.sha256, "command": command, "status": "running", "started_at": records.now_iso(),
-            "ended_at": None, "host": os.uname().nodename, "pid": os.getpid(), "engine": executor.describe(),
-            "cv_seed": sweep.cv_seed,
+            "spec_sha256": sweep.sha256, "command": command, "status": Status.RUNNING.value,
+            "started_at": records.now_iso(), "ended_at": None, "host": os.uname().nodename, "pid": os.getpid(),
+            "engine": runner.describe(), "cv_seed": sweep.cv_seed, "cv": sweep.cv,
             "data": {"fingerprint": dataset.fingerprint, "source": dataset.source, "path": str(dataset.path)},
             "members": []}
 
@@ -110,59 +137,58 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor_name: str = "inline", jo
 
     started = time.perf_counter()
     devnull = open(os.devnull, "w")
+    by_key: dict[str, MemberState] = {}
     try:
         for state in states:
-            _open_member(state, sweep, sweep_dir, executor_name, jobs, address, cpus_per_task, gpus_per_task,
-                         data_cache, devnull, command)
-        save()
-        for state in states:
-            if state.run is not None and state.status == "queued":
-                outcome = state.run.guard(lambda s=state: s.run.prepare(executor), close=False)
-                if outcome.exit_code != EXIT_OK:
+            _open_member(state, sweep_dir, executor, devnull, command)
+            if state.run is not None:
+                outcome = None
+                try:
+                    state.job = prepare(state.run, cache, facts)
+                except (Exception, KeyboardInterrupt) as exc:
+                    outcome = state.run.stopped_by(exc)
+                    state.run.console.close()
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                if outcome is not None:
                     _ended(state, outcome.status, state.run.record["error"])
-                elif state.run.complete:  # every fold already on disk (a resumed member)
-                    _finish(state)
+                else:
+                    state.run.record["executor"] = book["engine"]
+                    state.run.record.save()
+                    by_key[state.job.key] = state
         save()
-        by_member = {s.id: s for s in states}
-        tasks = [task for s in states if s.run is not None and s.status == "queued"
-                 for task in _keyed(s)]
-        progress = SweepProgress(log, by_member, len(tasks), echo_line=log.line)
-        for task, result, error in executor.run(tasks, progress) if tasks else ():
-            state = by_member[task.key[0]]
-            if state.status not in ("queued", "running"):
-                continue  # a member that already failed: its other folds no longer count
-            if error is not None:
-                outcome = state.run.failed(error)
-                state.run.console.close()
-                _ended(state, outcome.status, state.run.record["error"])
+        progress = SweepProgress(log, by_key, sum(len(s.job.tasks) for s in by_key.values()), echo_line=log.line,
+                                 everyone=states)
+
+        def ended(job: Job) -> None:
+            state = by_key[job.key]
+            for result in state.run.results:
+                state.folds[result.index] = result.where
+            _ended(state, job.outcome.status, state.run.record["error"])
+            state.oof_rmse = state.run.record["metrics"].get("oof_rmse")
+            if job.outcome.status == Status.FAILED:
                 log.line(f"member {state.id}: failed: {state.error.splitlines()[0] if state.error else ''}")
-                save()
-                continue
-            state.folds[result.index] = result.where
-            state.run.accept(result)
-            if state.run.complete:
-                _finish(state)
+            else:
                 progress.member_done(state)
-                save()
-        progress.close()
+            save()
+
+        drive([s.job for s in by_key.values()], runner, progress, on_end=ended)
     except KeyboardInterrupt:
         for state in states:
-            if state.run is not None and state.status in ("queued", "running"):
-                state.run.interrupted()
-                state.run.console.close()
-                _ended(state, "interrupted", "interrupted")
-        save("interrupted")
+            if state.status in (QUEUED, Status.RUNNING.value):
+                _ended(state, Status.INTERRUPTED.value, "interrupted")
+        save(Status.INTERRUPTED.value)
         log.line(f"interrupted: finished members are kept; run the same command again to train only what is missing "
                  f"({sweep_dir / SWEEP_FILE})")
         return EXIT_INTERRUPTED
     finally:
-        executor.close()
+        runner.close()
         devnull.close()
-    failed = [s for s in states if s.status == "failed"]
-    elsewhere = [s for s in states if s.status == "running elsewhere"]
+    failed = [s for s in states if s.status == Status.FAILED]
+    elsewhere = [s for s in states if s.status == ELSEWHERE]
     for state in elsewhere:
         log.line(f"note: member {state.id}: {state.error}")
-    status = "failed" if failed else "incomplete" if elsewhere else "complete"
+    status = "failed" if failed else "incomplete" if elsewhere else Status.COMPLETE.value
     save(status)
     done = [s for s in states if s.oof_rmse is not None]
     best = min(done, key=lambda s: s.oof_rmse) if done else None
@@ -175,35 +201,27 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor_name: str = "inline", jo
         f"sweep_dir: {sweep_dir}",
     ])
     log.close()
-    return EXIT_OK if status == "complete" else EXIT_FAILED
+    return EXIT_OK if status == Status.COMPLETE else EXIT_FAILED
 
 
-def _open_member(state: MemberState, sweep, sweep_dir: Path, executor_name: str, jobs: int, address,
-                 cpus_per_task, gpus_per_task, data_cache: dict, stream, command) -> None:
+def _open_member(state: MemberState, sweep_dir: Path, executor: ExecutorConfig, stream, command) -> None:
     """Find the member's earlier run (complete: reuse; stopped: resume) or start a new one."""
     state.queued_at = records.now_iso()
     latest = _latest_run(sweep_dir / state.id)
-    m = state.member
-    if latest is not None and latest["status"] == "complete":
-        state.status, state.reused, state.run_dir = "complete", True, latest.run_dir
+    if latest is not None and latest["status"] == Status.COMPLETE:
+        state.status, state.reused, state.run_dir = Status.COMPLETE.value, True, latest.run_dir
         state.oof_rmse = (latest["metrics"] or {}).get("oof_rmse")
         state.folds = {f["fold"]: f.get("worker", {}) for f in (latest["timings"] or {}).get("folds", [])}
         return
-    how = {"executor": executor_name, "jobs": jobs, "address": address, "cpus_per_task": cpus_per_task,
-           "gpus_per_task": gpus_per_task}
-    if latest is not None and latest["status"] in ("interrupted", "failed", "running"):
-        if latest["status"] == "running" and latest.process_alive():  # another sweep trains it right now
-            state.status, state.run_dir = "running elsewhere", latest.run_dir
+    if latest is not None and latest["status"] in records.STOPPED:
+        if latest["status"] == Status.RUNNING and latest.process_alive():  # another sweep trains it right now
+            state.status, state.run_dir = ELSEWHERE, latest.run_dir
             state.error = f"being trained by pid {latest['pid']} on this host; run the sweep again when it ends"
             return
-        state.run = TrainingRun.reopen(latest.run_dir, how, command, stream=stream, data_cache=data_cache)
+        state.run = TrainingRun.reopen(latest.run_dir, {"executor": executor}, command, stream=stream)
         state.resumed, state.run_dir = True, state.run.run_dir
         return
-    opts = TrainOptions(data_dir=sweep.data_dir, profile=sweep.profile, model=m.model, recipe=m.recipe, device=m.device,
-                        folds=m.folds, seed=m.seed, cv_seed=sweep.cv_seed, data_seed=sweep.data_seed, label=state.id,
-                        runs_dir=sweep_dir, param_overrides=dict(m.params), matmul_precision=m.matmul_precision,
-                        command=command, **how)
-    state.run = TrainingRun.start(opts, stream=stream, data_cache=data_cache)
+    state.run = TrainingRun.start(state.opts, stream=stream)
     state.run_dir = state.run.run_dir
 
 
@@ -216,35 +234,13 @@ def _latest_run(member_dir: Path) -> records.RunRecord | None:
             record = records.RunRecord.load(run_dir)
         except RoadriskError:  # no or a broken run.json: that attempt never got far enough to matter
             continue
-        if record["status"] != "dry-run":
+        if record["status"] != Status.DRY_RUN:
             return record
     return None
 
 
-def _keyed(state: MemberState):
-    """The member's folds as sweep tasks: keyed by (member id, fold) so results find their run."""
-    from dataclasses import replace
-
-    return [replace(task, key=(state.id, task.key)) for task in state.run.tasks]
-
-
-def _finish(state: MemberState) -> None:
-    outcome = state.run.guard(state.run.finish)
-    _ended(state, outcome.status, state.run.record["error"])
-    state.oof_rmse = state.run.record["metrics"].get("oof_rmse")
-
-
 def _ended(state: MemberState, status: str, error: str | None) -> None:
-    state.status, state.error, state.finished_at = status, error, records.now_iso()
-
-
-def _first_duplicate(states: list[MemberState]) -> str | None:
-    seen = set()
-    for state in states:
-        if state.id in seen:
-            return state.id
-        seen.add(state.id)
-    return None
+    state.status, state.error, state.finished_at = str(status), error, records.now_iso()
 
 
 def _count_models(states: list[MemberState]) -> list[str]:

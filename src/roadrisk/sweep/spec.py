@@ -3,6 +3,7 @@ models with parameter grids and seeds. Every problem is one line naming the file
 
     name = "quick-cpu"            # runs/<name>/ (default: the file's name)
     cv_seed = 42                  # the folds every member shares (blending needs them equal)
+    cv = "kfold"                  # or "stratified" (on cv_bins quantile bins of the target)
 
     [data]
     profile = "quick"             # the embedded data at this profile's size ...
@@ -13,6 +14,7 @@ models with parameter grids and seeds. Every problem is one line naming the file
     recipe = "fast"
     device = "auto"
     folds = 3
+    target = "raw"                # or "residual": learn y minus the formula's clipped-normal mean
 
     [[model]]
     name = "hgb"
@@ -24,30 +26,31 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..device import DEVICES
 from ..errors import RoadriskError
-from ..models import MODELS
+from ..models import MODELS, settable_params
+from ..plan import CV_SCHEMES, TARGETS
 from ..profiles import PROFILES
 from ..recipes import RECIPES, default_for
 
 try:
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = None
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli (a dependency there)
+    import tomli as tomllib
 
-TOP_KEYS = {"name", "cv_seed", "data", "defaults", "model"}
+TOP_KEYS = {"name", "cv_seed", "cv", "cv_bins", "data", "defaults", "model"}
 DATA_KEYS = {"profile", "data_dir", "data_seed"}
-MEMBER_KEYS = {"recipe", "device", "folds", "matmul_precision"}
+MEMBER_KEYS = {"recipe", "device", "folds", "matmul_precision", "target"}
 MODEL_KEYS = {"name", "seeds", "params"} | MEMBER_KEYS
 
 
 @dataclass(frozen=True)
-class Member:
-    """One run of the sweep: a model, one point of its grid, one seed."""
+class MemberSpec:
+    """One run the spec asks for: a model, one point of its grid, one seed. Its id is its run plan's hash
+    (plan.py), computed by the runner once the data and the machine are known."""
 
     model: str
     params: dict
@@ -56,12 +59,7 @@ class Member:
     device: str = "auto"
     folds: int | None = None
     matmul_precision: str | None = None
-
-    def identity(self, cv_seed: int, folds: int, fingerprint: str) -> str:
-        """What makes two members the same training: the id a re-run finds it by."""
-        key = json.dumps([self.model, self.params, self.seed, cv_seed, folds, self.recipe, fingerprint],
-                         sort_keys=True, default=str)
-        return f"{self.model}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    target: str = "raw"
 
 
 @dataclass
@@ -72,7 +70,9 @@ class SweepSpec:
     profile: str
     data_dir: Path | None
     data_seed: int
-    members: list[Member] = field(default_factory=list)
+    members: list[MemberSpec] = field(default_factory=list)
+    cv: str = "kfold"
+    cv_bins: int | None = None
     sha256: str = ""
 
 
@@ -94,14 +94,17 @@ def _int(path: Path, where: str, value, minimum: int = 0) -> int:
 
 def _check_params(path: Path, where: str, model: str, params: dict) -> None:
     """Unknown or roadrisk-owned parameter names fail here, before any member starts."""
-    from ..trainer import RESERVED_PARAMS
-
-    spec = MODELS[model]
-    settable = set(spec.build(spec.defaults("smoke", "cpu", "fast"), "cpu", 0, 1).get_params()) - RESERVED_PARAMS
+    settable = settable_params(MODELS[model])  # models.py: the one rule for --param and params tables
     unknown = sorted(set(params) - settable)
     if unknown:
         raise _fail(path, f"{where} params", f"{', '.join(unknown)} not a parameter of {model} (or set by roadrisk)",
                     f"use one of {', '.join(sorted(settable))}")
+
+
+def _choice(path: Path, where: str, value, allowed: tuple) -> str:
+    if value not in allowed:
+        raise _fail(path, where, repr(value), f"use one of {', '.join(allowed)}")
+    return value
 
 
 def grid(params: dict) -> list[dict]:
@@ -113,8 +116,6 @@ def grid(params: dict) -> list[dict]:
 
 def load(path: Path) -> SweepSpec:
     path = Path(path)
-    if tomllib is None:
-        raise RoadriskError("error: roadrisk sweep needs Python 3.11+ (tomllib). Fix: run it with Python 3.11 or newer")
     try:
         raw = path.read_bytes()
         spec = tomllib.loads(raw.decode("utf-8"))
@@ -139,7 +140,8 @@ def load(path: Path) -> SweepSpec:
     out = SweepSpec(path=path, name=str(spec.get("name") or path.stem), cv_seed=_int(path, "cv_seed",
                     spec.get("cv_seed", 42)), profile=profile, data_dir=data_dir,
                     data_seed=_int(path, "[data] data_seed", data.get("data_seed", 42)),
-                    sha256=hashlib.sha256(raw).hexdigest())
+                    sha256=hashlib.sha256(raw).hexdigest(), cv=_choice(path, "cv", spec.get("cv", "kfold"), CV_SCHEMES),
+                    cv_bins=None if spec.get("cv_bins") is None else _int(path, "cv_bins", spec["cv_bins"], 2))
     for number, table in enumerate(models, start=1):
         where = f"[[model]] #{number}"
         _unknown(path, where, table, MODEL_KEYS)
@@ -160,10 +162,11 @@ def load(path: Path) -> SweepSpec:
         if settings.get("device", "auto") not in DEVICES:
             raise _fail(path, f"{where} device", repr(settings["device"]), f"use one of {', '.join(DEVICES)}")
         folds = settings.get("folds")
+        target = _choice(path, f"{where} target", settings.get("target", "raw"), TARGETS)
         for point in grid(params):
             for seed in seeds:
-                out.members.append(Member(name, point, _int(path, f"{where} seeds", seed), recipe,
-                                          settings.get("device", "auto"),
-                                          None if folds is None else _int(path, f"{where} folds", folds, 2),
-                                          settings.get("matmul_precision")))
+                out.members.append(MemberSpec(name, point, _int(path, f"{where} seeds", seed), recipe,
+                                              settings.get("device", "auto"),
+                                              None if folds is None else _int(path, f"{where} folds", folds, 2),
+                                              settings.get("matmul_precision"), target))
     return out

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from .errors import RoadriskError
-from .executors import FoldTask, NullProgress, run_task
-from .models import MODELS
-from .quiet import library_output_to
-from .ray_relay import EpochRelay
+from ..errors import RoadriskError
+from ..models import MODELS
+from ..quiet import library_output_to
+from .base import FoldTask, NullProgress, run_task
+from .relay import EpochRelay
 
 WORKER_DEATH_RETRIES = 3
 POLL_S = 0.5
@@ -55,7 +56,7 @@ class RayExecutor:
             if self.address:
                 init["address"] = self.address
             else:
-                from .environment import usable_cpus
+                from ..environment import usable_cpus
 
                 init["num_cpus"] = usable_cpus()[0]  # a local Ray gets the CPUs this process may use
             sink = library_log or Path(os.devnull)
@@ -94,7 +95,7 @@ class RayExecutor:
         gpus = 1 if whole_gpu else self.gpus_per_task
         options = {"num_cpus": self.cpus_per_task, "num_gpus": gpus}
         threads = max(1, int(self.cpus_per_task))
-        slim = FoldTask(task.key, _with_threads(task.spec, threads), None, task.library_log)
+        slim = replace(task, spec=replace(task.spec, threads=threads), data=None)  # the data goes by reference
         return self._fold.options(**options).remote(slim, self._data_ref(task), self._relay, gpus)
 
     def run(self, tasks: list[FoldTask], progress=None):
@@ -146,16 +147,8 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def _with_threads(spec, threads: int):
-    from dataclasses import replace
-
-    return replace(spec, threads=threads)
-
-
 def _ray_fold(task: FoldTask, data, relay, gpus: float):
     """The Ray task: one fold on whichever node Ray chose, reported back with where it ran."""
-    from dataclasses import replace
-
     import ray
 
     started = time.time()
@@ -172,8 +165,8 @@ def _ray_fold(task: FoldTask, data, relay, gpus: float):
         torch.set_num_threads(task.spec.threads)
     log = Path(os.devnull)  # workers may be other machines: their library output stays there
     try:
-        result = run_task(replace(task, data=data, library_log=log),
-                          lambda event: relay.post.remote("epoch", task.key, event))
+        result = run_task(replace(task, library_log=log), lambda event: relay.post.remote("epoch", task.key, event),
+                          data=data)
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("torch"):
             raise CudaOutOfMemory(str(exc)) from None

@@ -1,11 +1,7 @@
-"""Where folds run: in this process, in worker processes, or on a Ray cluster (``ray_executor.py``).
+"""Folds in this process (inline) or side by side in worker processes (process).
 
-One small interface, as ``concurrent.futures`` has: hand an executor ``FoldTask``s, receive
-``(task, result, error)`` as each finishes, in any order. The trainer and the sweep consume that
-stream the same way whatever runs it, and every executor reports to the same progress hooks
-(``started``, ``epoch`` from inside a fit, ``finished``). Parallel folds help where one fold leaves
-the device idle (small folds on a GPU, many cores with a model that scales poorly); on 2 CPU cores
-they mostly trade threads for processes (docs/benchmarks.md).
+Parallel folds help where one fold leaves the device idle (small folds on a GPU, many cores with a
+model that scales poorly); on 2 CPU cores they mostly trade threads for processes (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,59 +10,15 @@ import multiprocessing
 import os
 import platform
 import queue
+import signal
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
-import numpy as np
-
-from .errors import RoadriskError
-from .features import FeatureSet
-from .folds import FoldResult, FoldSpec, run_fold
-from .models import MODELS
-from .quiet import library_output_to
-
-EXECUTORS = ("inline", "process", "ray")
-
-
-@dataclass(frozen=True, eq=False)
-class FoldData:
-    """What every fold of a run reads: shared, never copied per fold where the executor can help it."""
-
-    features: FeatureSet
-    target: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class FoldTask:
-    key: Hashable  # who asked: the fold index in a run, (member id, fold index) in a sweep
-    spec: FoldSpec
-    data: FoldData
-    library_log: Path
-
-
-class NullProgress:
-    """The progress hooks every executor calls; a sink that ignores them."""
-
-    def spread(self, tasks: int, workers: int, threads: int) -> None: ...
-    def started(self, task: FoldTask) -> None: ...
-    def epoch(self, task: FoldTask, event) -> None: ...
-    def finished(self, task: FoldTask, result: FoldResult) -> None: ...
-
-
-def where_am_i() -> dict:
-    """The worker a fold ran on, for the record (a Ray worker adds its node and GPU ids)."""
-    return {"host": platform.node(), "pid": os.getpid()}
-
-
-def run_task(task: FoldTask, on_epoch=None) -> FoldResult:
-    """One fold, wherever it runs: library chatter to the run's library log, the worker noted."""
-    with library_output_to(task.library_log):
-        result = run_fold(task.spec, task.data.features, task.data.target, on_epoch)
-    result.where = where_am_i()
-    return result
+from ..folds import FoldResult, run_fold
+from ..models import MODELS
+from .base import FoldRunner, FoldTask, NullProgress, run_task
 
 
 class InlineExecutor:
@@ -74,6 +26,9 @@ class InlineExecutor:
 
     name = "inline"
     workers = 1
+
+    def __init__(self, fold_runner: FoldRunner = run_fold):
+        self.fold_runner = fold_runner
 
     def describe(self) -> dict:
         return {"engine": "inline", "workers": 1, "host": platform.node()}
@@ -84,7 +39,7 @@ class InlineExecutor:
         for task in tasks:
             progress.started(task)
             try:
-                result = run_task(task, lambda event, t=task: progress.epoch(t, event))
+                result = run_task(task, lambda event, t=task: progress.epoch(t, event), self.fold_runner)
             except Exception as exc:  # the caller decides what a failed fold means (a run fails; a sweep goes on)
                 yield task, None, exc
                 continue
@@ -93,8 +48,6 @@ class InlineExecutor:
 
     def close(self) -> None:
         pass
-
-
 # ---------------------------------------------------------------- worker processes
 
 _epoch_queue = None  # set in each worker by _init_worker: where epoch events go back to the parent
@@ -103,6 +56,7 @@ _epoch_queue = None  # set in each worker by _init_worker: where epoch events go
 def _init_worker(events) -> None:
     global _epoch_queue
     _epoch_queue = events
+    events.put((None, "pid", os.getpid()))  # so the parent can stop its workers without pool internals
 
 
 def _task_in_worker(task: FoldTask) -> FoldResult:
@@ -127,6 +81,7 @@ class ProcessExecutor:
 
     def __init__(self, jobs: int):
         self.workers = max(1, jobs)
+        self._pids: set[int] = set()
 
     def describe(self) -> dict:
         return {"engine": "process", "workers": self.workers, "host": platform.node()}
@@ -160,15 +115,17 @@ class ProcessExecutor:
                     yield task, result, None
         finally:
             # On Ctrl-C or an error, do not wait for folds still running in the workers.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
+            for pid in self._pids:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
             pool.shutdown(wait=False, cancel_futures=True)
             stop.set()
             forwarder.join(timeout=2)
             events.close()
 
-    @staticmethod
-    def _forward_epochs(events, by_key: dict, progress, stop: threading.Event) -> None:
+    def _forward_epochs(self, events, by_key: dict, progress, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 key, kind, event = events.get(timeout=0.2)
@@ -176,25 +133,12 @@ class ProcessExecutor:
                 continue
             except (EOFError, OSError, ValueError):  # the queue went away with the pool
                 return
-            if kind == "started":
+            if kind == "pid":
+                self._pids.add(event)
+            elif kind == "started":
                 progress.started(by_key[key])
             else:
                 progress.epoch(by_key[key], event)
 
     def close(self) -> None:
         pass
-
-
-def make_executor(name: str, jobs: int = 1, address: str | None = None, cpus_per_task: float | None = None,
-                  gpus_per_task: float | None = None, library_log: Path | None = None):
-    """The executor a flag names (``--jobs N`` alone means processes). Ray is imported only when asked for."""
-    if name == "inline":
-        return ProcessExecutor(jobs) if jobs > 1 else InlineExecutor()
-    if name == "process":
-        return ProcessExecutor(jobs)
-    if name == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor(address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
-                           library_log=library_log)
-    raise RoadriskError(f"error: --executor {name}: use one of {', '.join(EXECUTORS)}")
