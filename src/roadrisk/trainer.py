@@ -276,8 +276,8 @@ class TrainingRun:
         defaults = spec.defaults(profile.name, choice.selected, recipe.name)
         params = {**defaults, **opts.param_overrides}
         n_folds = opts.folds or profile.folds
-        precision = opts.matmul_precision or (matmul_precision_for(choice.selected) if recipe.device_speedups
-                                              else "highest")
+        precision = opts.matmul_precision or (matmul_precision_for(choice.selected, model_name)
+                                              if recipe.device_speedups else "highest")
         # Checked before building, so an unknown key is a clear message rather than a constructor's TypeError.
         estimator_params = spec.build(defaults, choice.selected, opts.seed, threads).get_params()
         settable = set(estimator_params) - RESERVED_PARAMS
