@@ -8,7 +8,6 @@ the fitted model when asked for) travels back in the result.
 from __future__ import annotations
 
 import gc
-import pickle
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import KFold
 
+from . import portable
 from .device import float32_matmul_precision
 from .epochs import EpochEvent, observe_epochs
 from .features import FeatureSet
@@ -116,7 +116,8 @@ def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray,
                 x.iloc[spec.train_idx], target[spec.train_idx], x.iloc[spec.val_idx], target[spec.val_idx],
                 features.test, timer, spec.categorical,
             )
-        blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL) if spec.keep_model else None
+        # Saved on the CPU whatever it trained on, so the pickle loads on a machine without the accelerator.
+        blob = portable.dumps(model) if spec.keep_model else None
         del model
     finally:
         if model_spec.uses_torch and spec.empty_cache:
