@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils._pytree import tree_flatten
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from roadrisk.models import MODELS, TABM_SEED_RECIPE
 

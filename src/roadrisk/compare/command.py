@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .. import probe
+from ..atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..errors import EXIT_OK, EXIT_USAGE
 from . import analysis, leaderboard, plot, report
 from .runs import Run, name_runs, select_explicit, select_latest
