@@ -67,6 +67,10 @@ examples: $(NOX) ## Regenerate the measured runs the README and docs quote -> do
 doctor: $(NOX) ## Print this machine's environment block and device choice
 	@$(NOX) -s doctor
 
+.PHONY: probe
+probe: $(NOX) ## Should I use my GPU? Time short fits on CPU and each accelerator here -> runs/probe/ (docs/devices.md)
+	@$(NOX) -s probe
+
 .PHONY: test
 test: $(NOX) ## Run the whole test suite (pandas 3), and all but the container tests with pandas 2
 	@$(NOX) -s tests

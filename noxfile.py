@@ -189,6 +189,13 @@ def doctor(session: nox.Session) -> None:
     session.run(str(bin_dir / "roadrisk"), "doctor", *session.posargs, external=True)
 
 
+@nox.session(python=False)
+def probe(session: nox.Session) -> None:
+    """Time short fits on the CPU and on each accelerator here: should this machine use its GPU?"""
+    bin_dir = host_venv(session)
+    session.run(str(bin_dir / "roadrisk"), "doctor", "--probe", *session.posargs, external=True)
+
+
 PANDAS_2 = ["pandas==2.3.3", "pytz==2025.2"]  # the newest pandas 2 (pytz: a pandas 2 dependency pandas 3 dropped)
 
 

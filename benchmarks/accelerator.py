@@ -54,7 +54,7 @@ def settings(model: str, device: str, epochs: int | None = None) -> dict[str, tu
         params = MODELS[model].defaults("full", device, name)
         if model == "realmlp":
             params["n_epochs"] = REALMLP_BENCH_EPOCHS
-        precision = matmul_precision_for(device) if RECIPES[name].device_speedups else "highest"
+        precision = matmul_precision_for(device, model) if RECIPES[name].device_speedups else "highest"
         pairs[name] = (params, precision)
     if epochs is not None:  # tests: same code, a fraction of the work
         for params, _ in pairs.values():

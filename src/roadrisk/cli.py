@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="print the environment block and the device that auto would pick")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of key: value lines")
     doctor.add_argument("--device", choices=DEVICES, default="auto", help="explain this request (default auto)")
+    doctor.add_argument("--probe", action="store_true", help="time short fits on CPU and each accelerator here and say "
+                        "which to use (docs/devices.md); recorded under runs/probe/")
     return parser
 
 
@@ -284,6 +286,12 @@ def _cmd_doctor(args) -> int:
     choice = apply_threads(choose(args.device, False, facts), facts["cpu_count"])
     values = doctor.block(facts, choice)
     print(doctor.format_json(values) if args.json else "\n".join(doctor.format_lines(values)))
+    if args.probe:
+        from . import probe
+
+        result = probe.run(facts)
+        print("\n".join(probe.table_lines(result)))
+        print(f"probe_record: {probe.save(result, Path('runs'))}")
     return EXIT_OK
 
 

@@ -134,21 +134,44 @@ def apply_threads(choice: DeviceChoice, cpu_count: int) -> DeviceChoice:
 
 PRECISIONS = ("highest", "high", "medium")
 
+# Models whose library switches TF32 off for its own fit and predict, so a TF32 choice of ours never reaches
+# their matmuls: pytabkit's RealMLP (NNAlgInterface.fit/predict and NNCreator.setup_from_dataset set
+# ``torch.backends.cuda.matmul.allow_tf32 = False``). Recording "high" for them would describe a run that
+# did not happen. TabM (pytabkit's own loop, no Lightning) leaves the flags alone.
+LIBRARY_TURNS_TF32_OFF = {"realmlp": "pytabkit's RealMLP sets torch.backends.cuda.matmul.allow_tf32 = False "
+                                     "for its fit and predict"}
 
-def matmul_precision_for(device: str) -> str:
+
+def matmul_precision_for(device: str, model: str = "") -> str:
     """torch's float32 matmul precision for a device: "high" (TF32 tensor cores) on CUDA, where it is
     the cheap half of the speed-up and RMSE does not move (docs/benchmarks.md §4); "highest" (plain
-    fp32) elsewhere: MPS has no TF32, and on some CPUs "high" lets oneDNN use bf16 kernels."""
+    fp32) elsewhere: MPS has no TF32, and on some CPUs "high" lets oneDNN use bf16 kernels. "highest"
+    also for a model whose library turns TF32 off itself (``LIBRARY_TURNS_TF32_OFF``)."""
+    if model in LIBRARY_TURNS_TF32_OFF:
+        return "highest"
     return "high" if device == "cuda" else "highest"
 
 
 @contextmanager
-def float32_matmul_precision(precision: str) -> Iterator[None]:
-    """Run a fit under ``precision`` and put torch's process-wide setting back afterwards."""
+def float32_matmul_precision(precision: str, device: str = "cpu") -> Iterator[None]:
+    """Run a fit under ``precision`` and put torch's process-wide setting back afterwards.
+
+    On CUDA, TF32 is switched on with the legacy flag ``torch.backends.cuda.matmul.allow_tf32``, over a
+    plain-fp32 base: that is the flag pytabkit saves, clears and restores around RealMLP's fit and
+    predict, and torch >= 2.9 refuses ``torch.get_float32_matmul_precision()`` (which Lightning's CUDA
+    accelerator calls while setting up every fit) once the new API has set oneDNN to TF32 and the
+    legacy flag has then set cuBLAS to plain fp32 ("mix of the legacy and new APIs"). With oneDNN left
+    at plain fp32 and only the cuBLAS flag moving, every state pytabkit leaves is one torch can report.
+    On CUDA "medium" and "high" both mean TF32 cuBLAS matmuls. Elsewhere (CPU, MPS) the new API as
+    before: nothing there reads the precision back during a fit."""
     import torch
 
     before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(precision)
+    if device.startswith("cuda") and precision != "highest":
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cuda.matmul.allow_tf32 = True
+    else:
+        torch.set_float32_matmul_precision(precision)
     try:
         yield
     finally:

@@ -8,7 +8,6 @@ the fitted model when asked for) travels back in the result.
 from __future__ import annotations
 
 import gc
-import pickle
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from . import portable
 from .device import float32_matmul_precision
 from .epochs import EpochEvent, observe_epochs
 from .features import META, FeatureSet
@@ -122,7 +122,8 @@ def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray,
     x = features.train
     model_spec = MODELS[spec.model]
     epoch_plan = model_spec.epoch_plan(spec.params) if model_spec.epoch_plan else None
-    precision = float32_matmul_precision(spec.matmul_precision) if model_spec.uses_torch else nullcontext()
+    precision = (float32_matmul_precision(spec.matmul_precision, spec.device) if model_spec.uses_torch
+                 else nullcontext())
     epochs = observe_epochs(on_epoch, *epoch_plan) if epoch_plan else nullcontext()
     base, base_test, extra = _target_base(spec, features, target)
     fit_target = target - base
@@ -134,7 +135,8 @@ def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray,
                 x_val=x.iloc[spec.val_idx], y_val=fit_target[spec.val_idx], x_test=features.test,
                 timer=timer, categorical=spec.categorical,
             )
-        blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL) if spec.keep_model else None
+        # Saved on the CPU whatever it trained on, so the pickle loads on a machine without the accelerator.
+        blob = portable.dumps(model) if spec.keep_model else None
         del model
     except SystemExit:
         # Lightning catches Ctrl-C (and the SIGTERM roadrisk turns into one) inside a fit and calls

@@ -183,8 +183,8 @@ def make_plan(opts, facts: dict, data_fingerprint: str, has_original: bool, trai
     target = getattr(opts, "target", "raw") or "raw"
     cv = getattr(opts, "cv", "kfold") or "kfold"
     cv_bins = (getattr(opts, "cv_bins", None) or DEFAULT_CV_BINS) if cv == "stratified" else None
-    precision = opts.matmul_precision or (matmul_precision_for(choice.selected) if recipe.device_speedups
-                                          else "highest")
+    precision = opts.matmul_precision or (matmul_precision_for(choice.selected, model_name)
+                                          if recipe.device_speedups else "highest")
     from .features import names_for  # pandas: loaded when a run is planned, not for `roadrisk --help`
 
     names, categorical = names_for(recipe, has_original)

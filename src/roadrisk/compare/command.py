@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import probe
 from ..atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..errors import EXIT_OK, EXIT_USAGE
 from . import analysis, leaderboard, plot, report
@@ -64,7 +65,7 @@ def run_compare(run_dirs: list[Path], runs_dir: Path, baseline: str | None, out_
     result = analysis.compare(trained, chosen, force=force)
     result["ensembles"] = [r.name for r in ensembles]
     result["leaderboard"] = leaderboard.rank(trained + ensembles)
-    text = report.markdown(result, messages)
+    text = report.markdown(result, messages) + report.probe_section(probe.latest(runs_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "compare.md", text)
     atomic_write_json(out_dir / "compare.json", report.as_json(result, messages))

@@ -159,6 +159,16 @@ def markdown(result: dict, messages: list[str]) -> str:
     return "\n".join(out)
 
 
+def probe_section(probe_result: dict | None) -> str:
+    """The newest ``roadrisk doctor --probe`` record beside the runs (runs/probe/), when there is one."""
+    if not probe_result:
+        return ""
+    from ..probe import table_lines
+
+    return "\n".join(["", f"## 5. Should this machine use its GPU? (doctor --probe, {probe_result['generated_at']})", "",
+                      *table_lines(probe_result), ""])
+
+
 def as_json(result: dict, messages: list[str]) -> dict:
     return {"schema_version": 1, "generated_at": datetime.now(timezone.utc).isoformat(), **result,
             "messages": messages}
