@@ -107,7 +107,7 @@ def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray,
     model_spec = MODELS[spec.model]
     epoch_plan = model_spec.epoch_plan(spec.params) if model_spec.epoch_plan else None
     precision = float32_matmul_precision(spec.matmul_precision) if model_spec.uses_torch else nullcontext()
-    epochs = observe_epochs(on_epoch, *epoch_plan) if epoch_plan else nullcontext()
+    epochs = observe_epochs(on_epoch, *epoch_plan, pytabkit=model_spec.uses_torch) if epoch_plan else nullcontext()
     try:
         with precision, epochs as tracker:
             val_pred, test_pred, model = fit_predict(
