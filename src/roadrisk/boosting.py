@@ -33,6 +33,7 @@ LIBRARIES = {
     "catboost": ("catboost", "catboost"),
 }
 
+_import = importlib.import_module  # one name, so a test can stand in for a Mac without libomp
 _OPENMP = re.compile(r"libomp|openmp|libgomp|vcomp", re.IGNORECASE)
 _NOT_LOADED = re.compile(r"Library not loaded: \S+|[\w./@-]*lib(?:g?omp)[\w.-]*")
 
@@ -42,7 +43,7 @@ def load(model: str):
     missing is a RoadriskError (one line with the fix, exit 2), never a traceback."""
     module, install = LIBRARIES[model]
     try:
-        return importlib.import_module(module)
+        return _import(module)
     except ModuleNotFoundError as exc:
         if exc.name != module:
             raise
