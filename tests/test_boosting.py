@@ -299,3 +299,26 @@ def test_cli_strict_mps_with_a_boosting_model_exits_3_with_the_reason(tmp_path):
     assert done.returncode == EXIT_DEVICE_UNAVAILABLE
     errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
     assert errors and "no Metal backend" in errors[0] and "lightgbm" in errors[0]
+
+
+# ---------------------------------------------------------------- packaging: which xgboost a platform gets
+
+def test_linux_cpu_rows_take_xgboost_cpu_and_every_other_row_plain_xgboost():
+    from roadrisk import platforms
+
+    for row in platforms.ROWS:
+        expected = "xgboost-cpu" if row.system == "Linux" and row.variant == "cpu" else "xgboost"
+        assert row.packages == (expected,), row.key
+    lock = (ROOT / "requirements" / "constraints.txt").read_text()
+    assert "\nxgboost==" in lock and "\nxgboost-cpu==" in lock  # both distributions pinned by the one lock
+
+
+@pytest.mark.parametrize("dockerfile, variant, expected", [("Dockerfile", "cpu", "xgboost-cpu"),
+                                                           ("Dockerfile.gpu", "cuda", "xgboost")])
+def test_each_image_installs_its_rows_xgboost_build(dockerfile, variant, expected):
+    text = (ROOT / "docker" / dockerfile).read_text()
+    assert f"platforms.py packages --variant {variant} >> /tmp/requirements.txt" in text
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "roadrisk" / "platforms.py"), "packages", "--variant",
+                           variant, "--system", "Linux", "--machine", "x86_64", "--python", "3.11"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == [expected]
