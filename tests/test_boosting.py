@@ -248,6 +248,7 @@ def _record(runs_dir: Path) -> tuple[Path, dict]:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("model", GBDTS)
 def test_cli_smoke_run_records_folds_progress_params_and_reloadable_models(model, tmp_path):
     key, value = OVERRIDE[model]
@@ -282,6 +283,7 @@ def test_cli_smoke_run_records_folds_progress_params_and_reloadable_models(model
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_cli_param_naming_the_library_thread_count_is_refused(tmp_path):
     done = run_cli("train", "--profile", "smoke", "--model", "xgb", "--device", "cpu", "--runs-dir", str(tmp_path),
                    "--param", "n_jobs=64")
@@ -293,6 +295,7 @@ def test_cli_param_naming_the_library_thread_count_is_refused(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_cli_strict_mps_with_a_boosting_model_exits_3_with_the_reason(tmp_path):
     done = run_cli("train", "--profile", "smoke", "--model", "lgbm", "--device", "mps", "--strict-device",
                    "--runs-dir", str(tmp_path))
