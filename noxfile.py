@@ -97,7 +97,7 @@ def host_venv(session: nox.Session) -> Path:
     constraints = platforms.constraints_for(row, CONSTRAINTS.read_text())
     bin_dir = HOST_VENV / ("Scripts" if os.name == "nt" else "bin")
     stamp_file = HOST_VENV / ".roadrisk-stamp"
-    stamp = _stamp(torch_args, constraints)
+    stamp = _stamp([*torch_args, *row.packages], constraints)
     if not (stamp_file.is_file() and stamp_file.read_text() == stamp):
         session.log(f"building the host venv at {HOST_VENV}; {row.machine}: {source}")
         if row.older:
@@ -106,7 +106,7 @@ def host_venv(session: nox.Session) -> Path:
         (HOST_VENV / "constraints.txt").write_text(constraints)  # the lock, with this row's companions
         pip = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", *_pip_sources(),
                "-c", str(HOST_VENV / "constraints.txt")]
-        session.run(*pip, *torch_args, external=True)
+        session.run(*pip, *torch_args, *row.packages, external=True)  # packages: the row's xgboost build
         session.run(*pip, "-e", f"{ROOT}[test,ray]", external=True)  # the tests use a real local Ray
         stamp_file.write_text(stamp)
     return bin_dir
@@ -270,10 +270,12 @@ def check_platforms(session: nox.Session) -> None:
     jobs = [(row, python) for row in platforms.ROWS for python in platforms.PYTHONS]
     with tempfile.TemporaryDirectory() as work, concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda job: _check_row(uv, *job, index if index_up else "", Path(work)), jobs))
-    print(f"{'platform':<58} {'python':<7} {'torch':<12} {'numpy':<7} {'pandas':<7} from")
+    print(f"{'platform':<58} {'python':<7} {'torch':<12} {'numpy':<7} {'pandas':<7} {'xgboost':<18} from")
     failures = []
     for (row, python), (torch, pins, note, problem) in zip(jobs, results):
+        xgb = next((f"{name} {pins[name]}" for name in ("xgboost-cpu", "xgboost") if name in pins), "-")
         print(f"{row.machine[:58]:<58} {python:<7} {torch:<12} {pins.get('numpy', '-'):<7} {pins.get('pandas', '-'):<7} "
+              f"{xgb:<18} "
               + (f"FAIL: {problem}" if problem else note))
         if problem:
             failures.append(f"{row.machine}, Python {python}: {problem}")
@@ -309,7 +311,7 @@ def _check_row(uv: str, row, python: str, index: str, work: Path) -> tuple[str, 
         else:  # the rest of the set is still checked; the +cpu wheel itself is not
             requirement, source = f"torch=={row.torch}", "stand-in: PyPI's build (the CPU index is unreachable)"
     stem = work / f"{row.key}-{python}"
-    Path(f"{stem}.in").write_text(requirement + "\n")
+    Path(f"{stem}.in").write_text("\n".join([requirement, *row.packages]) + "\n")
     Path(f"{stem}.constraints").write_text(platforms.constraints_for(row, CONSTRAINTS.read_text()))
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}  # the target Python is named, not run
     if row.macos_from:  # the oldest macOS of the row: wheels for it serve every newer one
@@ -328,6 +330,11 @@ def _check_row(uv: str, row, python: str, index: str, work: Path) -> tuple[str, 
     cuda = sorted(name for name in pins if name.startswith(("nvidia-", "cuda-", "triton")))
     if row.from_cpu_index and requirement == row.requirement and cuda:
         problems.append(f"the CPU build pulls CUDA wheels: {', '.join(cuda[:3])}")
+    # Exactly one distribution of the module xgboost, the row's: the other would overwrite its files
+    # (and plain xgboost on a Linux CPU row brings ~300 MB of NCCL).
+    xgboost = sorted(name for name in pins if name in ("xgboost", "xgboost-cpu"))
+    if xgboost != [row.xgboost]:
+        problems.append(f"resolved {', '.join(xgboost) or 'no xgboost'}, the table says {row.xgboost}")
     return torch, pins, source, "; ".join(problems)
 
 

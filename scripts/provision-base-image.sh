@@ -20,7 +20,7 @@ command -v debootstrap >/dev/null 2>&1 || { echo "provision-base-image: debootst
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
 echo "provision-base-image: debootstrap bookworm into $rootfs (about a minute)"
-debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates,libgomp1 \
     bookworm "$rootfs" >/tmp/roadrisk-debootstrap.log 2>&1 \
     || { echo "provision-base-image: debootstrap failed, see /tmp/roadrisk-debootstrap.log" >&2; exit 1; }
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc "$rootfs"/usr/share/man

@@ -155,20 +155,24 @@ class FoldProgress:
 
 def epoch_line(index: int, total: int, event, done: int, workers: int, durations: list[float]) -> str:
     """``fold 2/5 epoch 12/20: val_rmse ..., best ... (epoch 9), 3.1s/epoch, fold eta 25s, run eta 2m05s``.
-    Without an epoch cap the fold ends when patience runs out, so the etas are lower bounds (``>=``)."""
+    Without an epoch cap the fold ends when patience runs out, so the etas are lower bounds (``>=``).
+    A boosting library's steps are rounds (``fold 1/5 round 300/2000: ...``), far shorter than an epoch."""
     per_epoch = event.seconds_per_epoch
+    unit = getattr(event, "unit", "epoch")
     if event.max_epochs:
-        where = f"epoch {event.epoch}/{event.max_epochs}"
-        fold_left, bound = (event.max_epochs - event.epoch) * per_epoch, ""
+        where = f"{unit} {event.epoch}/{event.max_epochs}"
+        # Early stopping can end a capped boosting fit long before its cap: the etas are upper bounds then.
+        fold_left, bound = (event.max_epochs - event.epoch) * per_epoch, "<= " if unit == "round" else ""
     else:
-        where = f"epoch {event.epoch}"
+        where = f"{unit} {event.epoch}"
         fold_left, bound = (event.patience_left + 1) * per_epoch, ">= "
     folds_after = max(0, total - done - workers)
     fold_estimate = (sum(durations) / len(durations) if durations
                      else (event.max_epochs or event.epoch + event.patience_left + 1) * per_epoch)
     run_left = fold_left + folds_after * fold_estimate / workers
     digits = event.digits
+    rate = f"{per_epoch * 1000:.1f}ms/{unit}" if unit == "round" else f"{per_epoch:.1f}s/{unit}"
     return (f"fold {index + 1}/{total} {where}: val_rmse {event.val_rmse:.{digits}f}, "
-            f"best {event.best_rmse:.{digits}f} (epoch {event.best_epoch}), {per_epoch:.1f}s/epoch"
+            f"best {event.best_rmse:.{digits}f} ({unit} {event.best_epoch}), {rate}"
             + (f", patience {event.patience_left} left" if event.patience_left is not None else "")
             + f", fold eta {bound}{_fmt_seconds(fold_left)}, run eta {bound}{_fmt_seconds(run_left)}")

@@ -61,6 +61,8 @@ def mps_status(facts: dict) -> str:
 
 def cuda_status(facts: dict) -> str:
     if facts.get("torch") is None:
+        if facts.get("nvidia_gpus"):  # a GBDT run: no torch, but the driver's own count
+            return f"torch not loaded (this model does not use it); {nvidia_seen(facts)}"
         return NOT_LOADED
     if facts.get("cuda_available"):
         return f"CUDA available: {facts.get('gpu_name')}"
@@ -95,6 +97,8 @@ def choose(requested: str, strict: bool, facts: dict, model: str = "", model_use
         raise ValueError(requested)
     if requested == "cpu":
         return DeviceChoice(requested, "cpu", strict, False, "cpu requested")
+    if model in BOOSTING_LIBRARIES:
+        return _choose_boosting(requested, strict, facts, model)
     if not model_uses_torch:
         reason = f"model {model} runs on the CPU only (scikit-learn)"
         if requested == "auto":
@@ -114,12 +118,64 @@ def choose(requested: str, strict: bool, facts: dict, model: str = "", model_use
     return _unavailable(requested, strict, status)
 
 
-def _unavailable(requested: str, strict: bool, why: str) -> DeviceChoice:
+def _unavailable(requested: str, strict: bool, why: str, fix: str | None = None) -> DeviceChoice:
     if strict:
         raise DeviceUnavailable(
-            f"--device {requested} is unavailable and --strict-device is set: {why}. Fix: {_INSTEAD[requested]}"
+            f"--device {requested} is unavailable and --strict-device is set: {why}. Fix: {fix or _INSTEAD[requested]}"
         )
     return DeviceChoice(requested, "cpu", strict, True, f"requested {requested}, fell back to CPU: {why}")
+
+
+# ---------------------------------------------------------------- the gradient-boosting libraries
+
+# Model -> the library that trains it. They drive CUDA themselves (no torch), and none has a Metal backend.
+BOOSTING_LIBRARIES = {"xgb": "xgboost", "lgbm": "lightgbm", "catboost": "catboost"}
+NO_METAL = "no Metal backend"
+LIGHTGBM_NO_CUDA = "the lightgbm wheel has no CUDA build"
+
+
+def nvidia_seen(facts: dict) -> str:
+    return f"{facts.get('nvidia_gpus') or 0} NVIDIA GPU(s) ({facts.get('nvidia_gpus_source') or 'not probed'})"
+
+
+def boosting_cuda(model: str, facts: dict) -> tuple[bool, str]:
+    """Whether ``model``'s library can train on CUDA here, and why (or why not), in words a user can act on."""
+    library = BOOSTING_LIBRARIES[model]
+    if model == "lgbm":
+        return False, f"{LIGHTGBM_NO_CUDA} (PyPI's lightgbm has CPU and OpenCL builds only), so lgbm trains on the CPU"
+    if facts.get("os") == "Darwin":
+        return False, f"{library} on a Mac: Macs have no CUDA, and {library} has {NO_METAL}, so it trains on the CPU"
+    if model == "xgb" and facts.get("xgboost_cuda_build") is False:
+        return False, ("this xgboost is the CPU-only build (xgboost-cpu, the Linux CPU install): the CUDA build is "
+                       "PyPI's xgboost (make run-native TORCH=cuda, or make run-docker-gpu)")
+    if facts.get("torch") is not None:  # torch was loaded anyway (doctor): its answer is the most precise
+        gpus = bool(facts.get("cuda_available"))
+        seen = cuda_status(facts)
+    else:
+        gpus = bool(facts.get("nvidia_gpus"))
+        seen = nvidia_seen(facts)
+    if not gpus:
+        hint = " (run the container with --gpus all: make run-docker-gpu)" if facts.get("in_container") else ""
+        return False, f"no CUDA device for {library}: {seen}{hint}"
+    how = 'device="cuda"' if model == "xgb" else 'task_type="GPU"'
+    return True, f"{library} on CUDA ({how}): {seen}"
+
+
+def _choose_boosting(requested: str, strict: bool, facts: dict, model: str) -> DeviceChoice:
+    library = BOOSTING_LIBRARIES[model]
+    fix = f"use --device cpu, or a torch model (--model tabm or realmlp) for {requested}"
+    if requested == "mps":
+        where = "the CPU" if model == "lgbm" else "the CPU or CUDA"
+        return _unavailable(requested, strict, f"{NO_METAL}: {library} cannot train on an Apple GPU (MPS), only on "
+                                               f"{where}", fix)
+    usable, why = boosting_cuda(model, facts)
+    if usable:
+        return DeviceChoice(requested, "cuda", strict, False, why if requested == "cuda" else f"auto: {why}")
+    if requested == "cuda":
+        return _unavailable(requested, strict, why, fix if model == "lgbm" else None)
+    if facts.get("os") == "Darwin" or facts.get("mps_available"):
+        why = f"{library} has {NO_METAL}, so it trains on the CPU on a Mac"
+    return DeviceChoice(requested, "cpu", strict, False, f"auto: using CPU; {why}")
 
 
 def apply_threads(choice: DeviceChoice, cpu_count: int) -> DeviceChoice:

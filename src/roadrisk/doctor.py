@@ -12,6 +12,8 @@ BLOCK_KEYS = (
     "cuda_available", "cuda_device_count", "gpu_name", "gpu_memory_gb", "gpu_capability",
     "mps_built", "mps_available", "in_container", "container_evidence", "cpu_model",
     "cpu_count_host", "cpu_count", "cpu_count_source", "torch_platform",
+    # Added with the gradient-boosting models, at the end so the keys above keep their lines.
+    "nvidia_gpus", "nvidia_gpus_source", "xgboost", "xgboost_cuda_build", "lightgbm", "catboost", "openmp_runtime",
 )
 
 

@@ -124,6 +124,81 @@ def installed_torch() -> str | None:
         return None
 
 
+def nvidia_gpus() -> tuple[int, str]:
+    """NVIDIA GPUs this process may use, seen without torch (xgboost and catboost drive CUDA themselves, so
+    a GBDT run never loads torch): ``nvidia-smi -L``, narrowed by CUDA_VISIBLE_DEVICES as CUDA narrows it."""
+    import shutil
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return 0, f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0, "no nvidia-smi on PATH (no NVIDIA driver, or a container started without --gpus)"
+    try:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return 0, f"nvidia-smi -L failed: {exc}"
+    count = sum(line.startswith("GPU ") for line in listed.stdout.splitlines())
+    if visible is not None:
+        count = min(count, len([d for d in visible.split(",") if d.strip()]))
+        return count, f"nvidia-smi -L, CUDA_VISIBLE_DEVICES={visible}"
+    return count, "nvidia-smi -L"
+
+
+# The gradient-boosting libraries: (module, the distributions that provide it). Read from their metadata,
+# never imported: importing xgboost or lightgbm on a Mac without libomp fails, and doctor must still answer.
+BOOSTING = (("xgboost", ("xgboost", "xgboost-cpu")), ("lightgbm", ("lightgbm",)), ("catboost", ("catboost",)))
+
+
+def boosting_facts(system: str | None = None) -> dict:
+    """Each boosting library's installed version (and xgboost's build), and whether the OpenMP runtime that
+    xgboost's and lightgbm's wheels load is on this machine."""
+    from importlib import metadata
+
+    system = system or platform.system()
+    facts: dict = {}
+    for module, distributions in BOOSTING:
+        found = None
+        for distribution in distributions:
+            try:
+                found = (distribution, metadata.version(distribution))
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        if found is None:
+            facts[module] = "not installed"
+        elif found[0] == "xgboost-cpu":
+            facts[module] = f"{found[1]} (xgboost-cpu: the CPU-only build)"
+        else:
+            facts[module] = found[1]
+    installed = facts["xgboost"] != "not installed"
+    # PyPI's Linux xgboost wheel is built with CUDA; xgboost-cpu and the macOS wheels are not.
+    facts["xgboost_cuda_build"] = installed and system == "Linux" and "xgboost-cpu" not in facts["xgboost"]
+    facts["openmp_runtime"] = openmp_runtime(system)
+    return facts
+
+
+# Where xgboost's and lightgbm's macOS wheels look for libomp: Homebrew's prefixes on Apple silicon and Intel.
+MACOS_LIBOMP = ("/opt/homebrew/opt/libomp/lib/libomp.dylib", "/usr/local/opt/libomp/lib/libomp.dylib")
+
+
+def openmp_runtime(system: str) -> str:
+    if system == "Darwin":
+        found = next((path for path in MACOS_LIBOMP if Path(path).is_file()), None)
+        if found:
+            return f"found: {found}"
+        return "missing: xgboost and lightgbm cannot load without it. Fix: brew install libomp"
+    if system == "Linux":
+        import ctypes.util
+
+        if ctypes.util.find_library("gomp"):
+            return "found: libgomp.so.1"
+        return "missing: lightgbm cannot load without libgomp.so.1. Fix: apt-get install libgomp1"
+    return "not checked on " + (system or "this OS")
+
+
 # What the torch fields hold when torch was not loaded: a scikit-learn model's run has no use for it,
 # and importing it cost ~1 s of a 3-second run.
 TORCH_NOT_LOADED = {key: None for key in ("torch", "torch_cuda_build", "cuda_available", "cuda_device_count", "gpu_name",
@@ -149,6 +224,8 @@ def collect(with_torch: bool = True) -> dict:
         "cpu_count_source": cpus_how,
     }
     facts.update(torch_facts() if with_torch else TORCH_NOT_LOADED)
+    facts["nvidia_gpus"], facts["nvidia_gpus_source"] = nvidia_gpus()
+    facts.update(boosting_facts(facts["os"]))
     # Whether this platform forced an older torch than the project's, and why (docs/platforms.md).
     facts["torch_platform"] = platforms.torch_note(facts["os"], facts["machine"], platform.mac_ver()[0],
                                                    facts["rosetta"], installed_torch())

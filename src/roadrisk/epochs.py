@@ -5,11 +5,15 @@ validation score to it: TabM as ``(val) -0.0501`` (a score, minus the RMSE, to 4
 as ``Epoch 3/10: val rmse = 0.050123``. During a fit, ``observe_epochs`` swaps in a logger that turns
 those two messages into ``EpochEvent``s and sends nothing to the screen. The formats belong to the
 pinned pytabkit (1.7.3); tests/test_epochs.py trains both models for real, so a change shows there.
+
+The gradient-boosting libraries report through their own callbacks instead (``boosting.py``): during
+``observe_epochs`` they find the fold's tracker with ``active_tracker`` and record a round every N.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +33,7 @@ class EpochEvent:
     patience_left: int | None  # epochs without improvement still allowed (TabM's early stopping)
     elapsed_s: float  # since the fit started
     digits: int = 6  # decimals the library reported the RMSE with (TabM: 4)
+    unit: str = "epoch"  # what one step is called on the console: "round" for a boosting library
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -50,16 +55,20 @@ class EpochTracker:
         self.events: list[EpochEvent] = []
 
     def record(self, val_rmse: float, epoch: int | None = None, max_epochs: int | None = None,
-               digits: int = 6) -> None:
+               digits: int = 6, best: tuple[float, int] | None = None, unit: str = "epoch") -> None:
+        """``best``: (RMSE, epoch) of the best step so far, when the caller saw steps it did not record
+        (a boosting library reports every round, the console gets every Nth)."""
         epoch = epoch or len(self.events) + 1
         previous = self.events[-1] if self.events else None
-        if previous is None or val_rmse < previous.best_rmse:
+        if best is not None:
+            best_rmse, best_epoch = best
+        elif previous is None or val_rmse < previous.best_rmse:
             best_rmse, best_epoch = val_rmse, epoch
         else:
             best_rmse, best_epoch = previous.best_rmse, previous.best_epoch
         patience_left = None if self.patience is None else self.patience - (epoch - best_epoch)
         event = EpochEvent(epoch, max_epochs or self.max_epochs, val_rmse, best_rmse, best_epoch, patience_left,
-                           time.perf_counter() - self.started, digits)
+                           time.perf_counter() - self.started, digits, unit)
         self.events.append(event)
         if self.on_epoch is not None:
             self.on_epoch(event)
@@ -94,17 +103,33 @@ def _make_logger(tracker: EpochTracker):
     return EpochLogger
 
 
+_ACTIVE: contextvars.ContextVar[EpochTracker | None] = contextvars.ContextVar("roadrisk_epoch_tracker", default=None)
+
+
+def active_tracker() -> EpochTracker | None:
+    """The tracker of the ``observe_epochs`` block this fit runs in, if any (a library callback's way in)."""
+    return _ACTIVE.get()
+
+
 @contextlib.contextmanager
 def observe_epochs(on_epoch: Callable[[EpochEvent], None] | None, max_epochs: int | None,
-                   patience: int | None) -> Iterator[EpochTracker]:
-    """Within this block, pytabkit fits report their epochs to the returned tracker (and ``on_epoch``).
+                   patience: int | None, pytabkit: bool = True) -> Iterator[EpochTracker]:
+    """Within this block, fits report their epochs to the returned tracker (and ``on_epoch``): pytabkit's
+    through its logger (``pytabkit``), the boosting libraries through ``active_tracker``.
     ``max_epochs`` None: no cap, early stopping with ``patience`` decides."""
-    from pytabkit.models.sklearn import sklearn_base
-
     tracker = EpochTracker(on_epoch, max_epochs, patience)
-    original = sklearn_base.StdoutLogger
-    sklearn_base.StdoutLogger = _make_logger(tracker)  # the one name pytabkit's fit builds its logger from
+    token = _ACTIVE.set(tracker)
     try:
-        yield tracker
+        if not pytabkit:  # importing pytabkit would load torch for a model that never uses it
+            yield tracker
+            return
+        from pytabkit.models.sklearn import sklearn_base
+
+        original = sklearn_base.StdoutLogger
+        sklearn_base.StdoutLogger = _make_logger(tracker)  # the one name pytabkit's fit builds its logger from
+        try:
+            yield tracker
+        finally:
+            sklearn_base.StdoutLogger = original
     finally:
-        sklearn_base.StdoutLogger = original
+        _ACTIVE.reset(token)

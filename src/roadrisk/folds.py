@@ -124,7 +124,7 @@ def run_fold(spec: FoldSpec, features: FeatureSet, target: np.ndarray,
     epoch_plan = model_spec.epoch_plan(spec.params) if model_spec.epoch_plan else None
     precision = (float32_matmul_precision(spec.matmul_precision, spec.device) if model_spec.uses_torch
                  else nullcontext())
-    epochs = observe_epochs(on_epoch, *epoch_plan) if epoch_plan else nullcontext()
+    epochs = observe_epochs(on_epoch, *epoch_plan, pytabkit=model_spec.uses_torch) if epoch_plan else nullcontext()
     base, base_test, extra = _target_base(spec, features, target)
     fit_target = target - base
     try:

@@ -139,12 +139,12 @@ def device_for(opts, facts: dict, executor: ExecutorSettings) -> DeviceChoice:
     model_name = opts.model or PROFILES[profile_for(opts)].default_model
     spec = MODELS[model_name]
     choice = choose(opts.device, opts.strict_device, facts, model_name, spec.uses_torch)
-    if spec.uses_torch and executor.engine == "ray" and opts.device in ("auto", "cuda"):
-        if executor.gpus_per_task:
+    if executor.engine == "ray" and opts.device in ("auto", "cuda"):
+        if executor.gpus_per_task and spec.uses_torch:
             # The folds run on the Ray workers' GPUs, not this driver's: the worker checks CUDA is there.
             choice = DeviceChoice(opts.device, "cuda", opts.strict_device, False,
                                   f"--gpus-per-task {executor.gpus_per_task}: folds run on the Ray workers' GPUs")
-        elif choice.selected == "cuda":
+        elif not executor.gpus_per_task and choice.selected == "cuda":
             # Ray blanks CUDA_VISIBLE_DEVICES for a task that reserves no GPU: the fold would find none.
             choice = DeviceChoice(opts.device, "cpu", opts.strict_device, True,
                                   "--executor ray without --gpus-per-task: Ray hides the GPUs from tasks that reserve "

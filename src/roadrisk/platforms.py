@@ -11,6 +11,10 @@ Why the rows differ (docs/platforms.md has the measurements):
 - torch 2.12 and later publish macOS wheels for macOS 14+ only; 2.11.0 is the newest for 12.3-13.
 - PyPI's Linux wheels, x86_64 and aarch64 alike, are CUDA builds that pull the nvidia-* wheels
   (about 5 GB installed); the CPU build (``+cpu``) comes from PyTorch's CPU index or a wheelhouse.
+- xgboost has the same split: PyPI's Linux ``xgboost`` wheel is the CUDA build and pulls
+  ``nvidia-nccl-cu12`` (about 300 MB); ``xgboost-cpu`` has Linux wheels only, so Linux CPU rows take it
+  and the CUDA rows and the Macs take ``xgboost``. Both install the module ``xgboost``: a venv must get
+  exactly one, so neither is in pyproject.toml and each row names its own (``Row.xgboost``).
 """
 
 from __future__ import annotations
@@ -52,10 +56,16 @@ class Row:
     # Pins that replace the lock's (requirements/constraints.txt) for the same packages on this row:
     # a pin only some platforms can satisfy lives here, not in the lock.
     companions: tuple[str, ...] = ()
+    xgboost: str = "xgboost"     # the distribution of the module xgboost: "xgboost-cpu" on Linux CPU rows
 
     @property
     def requirement(self) -> str:
         return f"torch=={self.torch}{self.build}"
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """What this row installs besides torch and pyproject.toml's list (pinned by the lock)."""
+        return (self.xgboost,)
 
     @property
     def older(self) -> bool:
@@ -78,12 +88,13 @@ ROWS = (
         torch="2.2.2", accelerator="CPU (MPS only with an AMD GPU)",
         why="PyPI's last torch for Intel Macs is 2.2.2: built against NumPy 1.x (so numpy 1.26 and pandas 2.3), "
             "no Python 3.13 wheel",
-        target="x86_64-apple-darwin", macos_from=(10, 15), pythons=("3.10", "3.11", "3.12"),
+        # macOS 11+: catboost publishes macOS wheels for 11 and later only (macosx_11_0_universal2)
+        target="x86_64-apple-darwin", macos_from=(11, 0), pythons=("3.10", "3.11", "3.12"),
         companions=("numpy==1.26.4", "pandas==2.3.3")),
     Row(key="linux-x86_64-cpu", machine="Linux x86_64, CPU", system="Linux", arch="x86_64", variant="cpu",
         torch=PROJECT_TORCH, build="+cpu", accelerator="CPU",
         why="PyTorch's CPU build: PyPI's Linux wheel is the CUDA one (about 5 GB with its nvidia-* wheels)",
-        target="x86_64-manylinux_2_28"),
+        target="x86_64-manylinux_2_28", xgboost="xgboost-cpu"),
     Row(key="linux-x86_64-cuda", machine="Linux x86_64, NVIDIA GPU", system="Linux", arch="x86_64", variant="cuda",
         torch=PROJECT_TORCH, accelerator="CUDA",
         why="PyPI's Linux wheel, the CUDA build (its nvidia-* wheels carry the CUDA runtime)",
@@ -91,7 +102,7 @@ ROWS = (
     Row(key="linux-aarch64-cpu", machine="Linux arm64, CPU", system="Linux", arch="aarch64", variant="cpu",
         torch=PROJECT_TORCH, build="+cpu", accelerator="CPU",
         why="PyTorch's CPU build: PyPI's aarch64 wheel is a CUDA build too (it requires the nvidia-* wheels)",
-        target="aarch64-manylinux_2_28"),
+        target="aarch64-manylinux_2_28", xgboost="xgboost-cpu"),
     Row(key="linux-aarch64-cuda", machine="Linux arm64, NVIDIA GPU", system="Linux", arch="aarch64", variant="cuda",
         torch=PROJECT_TORCH, accelerator="CUDA", why="PyPI's aarch64 wheel, the CUDA build",
         target="aarch64-manylinux_2_28"),
@@ -293,13 +304,13 @@ def torch_note(system: str, machine: str, macos_version: str, translated: bool, 
 
 def markdown_table() -> str:
     """The table as docs/platforms.md shows it (a test keeps the two equal)."""
-    lines = ["| machine | TORCH | torch | from | accelerator | Python | comes with |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| machine | TORCH | torch | from | accelerator | Python | comes with | xgboost |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in ROWS:
         source = "PyTorch's CPU index or a wheelhouse" if row.from_cpu_index else "PyPI"
         torch = f"`{row.requirement}`" + (f" (older than {PROJECT_TORCH})" if row.older else "")
         lines.append(f"| {row.machine} | {row.variant or '—'} | {torch} | {source} | {row.accelerator} | "
-                     f"{row.pythons[0]}–{row.pythons[-1]} | {', '.join(row.companions) or '—'} |")
+                     f"{row.pythons[0]}–{row.pythons[-1]} | {', '.join(row.companions) or '—'} | `{row.xgboost}` |")
     return "\n".join(lines)
 
 
@@ -314,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     install.add_argument("pip_command", nargs="+", help="after --: the pip install command to run")
     constraints = sub.add_parser("constraints", help="print the lock with this machine's companions")
     constraints.add_argument("--lock", required=True, help="requirements/constraints.txt")
+    packages = sub.add_parser("packages", help="print what this machine's row installs besides torch (xgboost's build)")
     sub.add_parser("table", help=f"print the table as {DOCS} shows it")
-    for command in (install, constraints):  # describe another machine (tests, "what would a Mac get?")
+    for command in (install, constraints, packages):  # describe another machine (tests, "what would a Mac get?")
         command.add_argument("--variant", default="", help="TORCH: cpu or cuda (Linux)")
         command.add_argument("--system", default=platform.system())
         command.add_argument("--machine", default=platform.machine())
@@ -335,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "constraints":
         with open(args.lock) as lock:
             sys.stdout.write(constraints_for(row, lock.read()))
+        return 0
+    if args.command == "packages":
+        print("\n".join(row.packages))
         return 0
     torch_args, source = torch_pip_args(row, python_tag(args.python), args.wheelhouse, args.index_url)
     print(f"torch for {row.machine}: {source}", file=sys.stderr, flush=True)
