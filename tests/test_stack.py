@@ -379,7 +379,7 @@ def test_real_runs_stack_and_rank_through_the_cli(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     run_dir = _only_run(runs, "stack")
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["method"] == "stack" and record["config"]["stack_model"] == "hgb"  # the default
+    assert record["method"] == "stack" and record["config"]["stack_model"] == "ridge"  # the default
     (group,) = record["averaged_seeds"]
     assert sorted(r["seed"] for r in group["runs"]) == [1, 2] and len(record["members"]) == 2
     train = pd.read_csv(Path(record["data"]["path"]) / "train.csv")

@@ -159,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "include run-to-run noise (repeat each make run-* a few times first)")
 
     from .ensemble import DEFAULT_METHOD as DEFAULT_ENSEMBLE_METHOD  # names only: numpy loads when it runs
-    from .ensemble import METHOD_NAMES as ENSEMBLE_METHODS
     from .ensemble import DEFAULT_STACK_MODEL, STACK_MODEL_NAMES
+    from .ensemble import METHOD_NAMES as ENSEMBLE_METHODS
 
     ensemble = sub.add_parser("ensemble", help="blend complete runs on their out-of-fold predictions into a new run")
     ensemble.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="runs to blend (two or more)")
