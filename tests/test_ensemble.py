@@ -14,7 +14,7 @@ import pytest
 
 from roadrisk import records
 from roadrisk.cli import main
-from roadrisk.ensemble import METHOD_NAMES
+from roadrisk.ensemble import BLEND_METHOD_NAMES as METHOD_NAMES  # stack: tests/test_stack.py
 from roadrisk.ensemble import methods as M
 from roadrisk.folds import fold_assignment, rmse
 

@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "include run-to-run noise (repeat each make run-* a few times first)")
 
     from .ensemble import DEFAULT_METHOD as DEFAULT_ENSEMBLE_METHOD  # names only: numpy loads when it runs
+    from .ensemble import DEFAULT_STACK_MODEL, STACK_MODEL_NAMES
     from .ensemble import METHOD_NAMES as ENSEMBLE_METHODS
 
     ensemble = sub.add_parser("ensemble", help="blend complete runs on their out-of-fold predictions into a new run")
@@ -199,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--allow-negative", action="store_true", help="--method hill may give negative weights")
     ensemble.add_argument("--steps", type=_positive, metavar="N",
                           help="caruana: selection steps; hill: most rounds (default 100)")
+    ensemble.add_argument("--stack-model", choices=STACK_MODEL_NAMES, metavar="|".join(STACK_MODEL_NAMES),
+                          help="--method stack: the level-2 model on the members' predictions plus the raw features "
+                               f"(default {DEFAULT_STACK_MODEL}; xgb needs xgboost)")
+    ensemble.add_argument("--average-seeds", action="store_true",
+                          help="average members that differ only in --seed into one member before blending")
     ensemble.add_argument("--label", default="ensemble", help="the run's name in runs/ (default ensemble)")
     ensemble.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR",
                           help="where the run is written (default runs/)")
@@ -305,7 +311,8 @@ def _cmd_ensemble(args, argv: list[str]) -> int:
     from .ensemble.command import run_ensemble
 
     return run_ensemble(args.run_dirs, args.sweep, args.method, args.allow_negative, args.steps, args.runs_dir,
-                        args.label, args.data_dir, command=shlex.join(["roadrisk", *argv]))
+                        args.label, args.data_dir, command=shlex.join(["roadrisk", *argv]),
+                        stack_model=args.stack_model, seeds_averaged=args.average_seeds)
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM (docker stop) ends a run like Ctrl-C does

@@ -7,7 +7,7 @@ is not a run, and a failure while writing removes the folder.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ class Outcome:
     members: list[EnsembleMember]
     method: str
     settings: dict  # steps, allow_negative: what the method was run with
-    blend: Blend
+    blend: Blend | None  # None for a stack: a level-2 model, not weights (its record block is in extra)
     member_rmse: list[float]
     oof_ids: np.ndarray
     oof_pred: np.ndarray
@@ -34,6 +34,8 @@ class Outcome:
     submission_ids: np.ndarray
     submission_pred: np.ndarray
     notes: list[str]
+    extra: dict = field(default_factory=dict)  # more record fields: the stack block, averaged seeds
+    extra_lines: list[str] = field(default_factory=list)  # more log lines, before the scores
 
 
 def _shared(members: list[EnsembleMember], *path: str):
@@ -46,11 +48,12 @@ def build_record(outcome: Outcome, run_dir: Path, label: str, command: str | Non
                  total_s: float) -> dict:
     members, blend = outcome.members, outcome.blend
     first = members[0]
+    weights = [None] * len(members) if blend is None else [float(w) for w in blend.weights]
     member_entries = [
         {"path": str(m.path), "run_id": m.run_id, "label": m.field("label"), "model": m.field("config", "model"),
          "recipe": m.field("config", "recipe"), "seed": m.field("config", "seed"),
-         "oof_rmse": round(score, 6), "weight": float(w)}
-        for m, score, w in zip(members, outcome.member_rmse, blend.weights)
+         "oof_rmse": round(score, 6), "weight": w}
+        for m, score, w in zip(members, outcome.member_rmse, weights)
     ]
     floor = first.field("metrics", "floor_rmse")  # same data, same floor
     metrics = {
@@ -77,8 +80,8 @@ def build_record(outcome: Outcome, run_dir: Path, label: str, command: str | Non
         "command": command,
         "device": {"selected": "cpu", "reason": "a blend is numpy arithmetic on the CPU"},
         "method": outcome.method,
-        "weights": {m.run_id: float(w) for m, w in zip(members, blend.weights)},
-        "intercept": float(blend.intercept),
+        "weights": None if blend is None else {m.run_id: w for m, w in zip(members, weights)},
+        "intercept": None if blend is None else float(blend.intercept),
         "members": member_entries,
         "data": first.field("data"),
         "config": {"method": outcome.method, **outcome.settings, "profile": _shared(members, "config", "profile"),
@@ -91,19 +94,26 @@ def build_record(outcome: Outcome, run_dir: Path, label: str, command: str | Non
         "metrics": metrics,
         "notes": outcome.notes,
         "outputs": {"oof": records.OOF_FILE, "submission": records.SUBMISSION_FILE, "log": records.LOG_FILE},
+        **outcome.extra,
     })
     return record.data
 
 
-def log_lines(record: dict, run_dir: Path) -> list[str]:
+def _six(value) -> str:
+    return "none" if value is None else f"{value:.6f}"
+
+
+def log_lines(record: dict, run_dir: Path, extra_lines: list[str] = ()) -> list[str]:
     """Stable ``key: value`` lines for train.log and the terminal."""
     metrics = record["metrics"]
     lines = [f"method: {record['method']}", f"members: {len(record['members'])}"]
     lines += [f"member: {m['run_id']} label={m['label']} model={m['model']} seed={m['seed']} "
-              f"oof_rmse={m['oof_rmse']:.6f} weight={m['weight']:.6f} path={m['path']}" for m in record["members"]]
+              f"oof_rmse={m['oof_rmse']:.6f} weight={_six(m['weight'])} path={m['path']}" for m in record["members"]]
+    weights = record["weights"]
     lines += [
-        "weights: " + " ".join(f"{run_id}={w:.6f}" for run_id, w in record["weights"].items()),
-        f"intercept: {record['intercept']:.6f}",
+        "weights: " + (" ".join(f"{run_id}={w:.6f}" for run_id, w in weights.items()) if weights else "none"),
+        f"intercept: {_six(record['intercept'])}",
+        *extra_lines,
         f"best_member_oof_rmse: {metrics['best_member_oof_rmse']:.6f}",
         f"oof_rmse: {metrics['oof_rmse']:.6f}",
         f"nested_oof_rmse: {metrics['nested_oof_rmse']:.6f}",
@@ -125,7 +135,7 @@ def write_run(outcome: Outcome, runs_dir: Path, label: str, command: str | None,
         write_predictions_atomic(run_dir / records.SUBMISSION_FILE, schema.ID, outcome.submission_ids,
                                  schema.TARGET, outcome.submission_pred)
         record = build_record(outcome, run_dir, label, command, started_at, elapsed())
-        lines = log_lines(record, run_dir)
+        lines = log_lines(record, run_dir, outcome.extra_lines)
         atomic_write_text(run_dir / records.LOG_FILE, "\n".join([*outcome.notes, *lines]) + "\n")
         records.write(run_dir, record)  # last: a folder without run.json is not a run
     except BaseException:
