@@ -182,9 +182,9 @@ def test_every_rows_torch_is_inside_pyprojects_range_and_the_lock_pins_no_torch(
     """The resolution check proves this against the registry; this is the offline half of it."""
     (torch_range,) = re.findall(r'^\s*"(torch[^"]*)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
     bounds = dict(re.findall(r"(>=|<)([\d.]+)", torch_range))
-    low, high = (platforms._version_tuple(bounds[op]) for op in (">=", "<"))
+    low, high = (platforms.version_tuple(bounds[op]) for op in (">=", "<"))
     for row in platforms.ROWS:
-        assert low <= platforms._version_tuple(row.torch) < high, row.key
+        assert low <= platforms.version_tuple(row.torch) < high, row.key
     assert "torch" not in _pins(LOCK)
 
 

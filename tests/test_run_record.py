@@ -248,3 +248,12 @@ def test_scikit_learn_fit_is_held_to_the_usable_cpus():
     models.fit_predict(spec, params={}, device="cpu", seed=0, threads=1, x_train=x, y_train=y, x_val=x, y_val=y,
                        x_test=x, timer=lambda phase: contextlib.nullcontext())
     assert seen == [{1}]
+
+
+def test_a_container_run_names_its_folder_as_the_host_sees_it(monkeypatch):
+    """Inside a container the runs folder is mounted at /work/runs; the user needs the host's path."""
+    monkeypatch.setenv(records.HOST_PATH_VARIABLE, "/work/runs=/home/me/roadrisk/runs")
+    assert records.shown(Path("/work/runs/docker/20260101T000000Z-abc")) == "/home/me/roadrisk/runs/docker/20260101T000000Z-abc"
+    assert records.shown(Path("/elsewhere/x")) == "/elsewhere/x"
+    monkeypatch.delenv(records.HOST_PATH_VARIABLE)
+    assert records.shown(Path("/work/runs/docker/x")) == "/work/runs/docker/x"

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from .errors import DeviceUnavailable
+from .platforms import version_tuple
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -54,7 +55,7 @@ def mps_status(facts: dict) -> str:
     if facts.get("machine") not in ("arm64", "aarch64"):
         return f"MPS built but unavailable: this Mac is not Apple silicon ({facts.get('machine')})"
     version = str(facts.get("macos_version") or "")
-    if version and _version_tuple(version) < (12, 3):
+    if version and version_tuple(version) < (12, 3):
         return f"MPS built but unavailable: macOS {version} is older than 12.3"
     return "MPS built but unavailable: torch.backends.mps.is_available() is False"
 
@@ -74,15 +75,6 @@ def cuda_status(facts: dict) -> str:
             "Container Toolkit (make run-docker-gpu)"
         )
     return f"no CUDA device: PyTorch has CUDA {facts.get('torch_cuda_build')} but finds no NVIDIA GPU or driver"
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split("."):
-        if not piece.isdigit():
-            break
-        parts.append(int(piece))
-    return tuple(parts)
 
 
 _INSTEAD = {

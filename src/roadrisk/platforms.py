@@ -144,7 +144,7 @@ def _select_macos(arch: str, version: str, translated: bool, variant: str) -> Ro
                           "with MPS on Apple silicon)")
     if variant not in ("", "cpu"):
         raise Unsupported(f"TORCH={variant}: use TORCH=cpu or TORCH=cuda (or leave it unset)")
-    seen = _version_tuple(version)
+    seen = version_tuple(version)
     rows = [row for row in ROWS if row.system == "Darwin" and row.arch == arch]
     if not rows:
         raise Unsupported(f"a Mac with a {arch} CPU is not supported: roadrisk installs on Apple silicon "
@@ -268,13 +268,14 @@ def companion_violations(pins: dict[str, str]) -> list[str]:
     problems = []
     for torch_below, package, below, why in KNOWN_COMPANIONS:
         version = pins.get(package)
-        if torch and version and _version_tuple(torch) < _version_tuple(torch_below) \
-                and _version_tuple(version) >= _version_tuple(below):
+        if torch and version and version_tuple(torch) < version_tuple(torch_below) \
+                and version_tuple(version) >= version_tuple(below):
             problems.append(f"torch {torch} with {package} {version}: {why}")
     return problems
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
+    """'12.3.1' -> (12, 3, 1); a local tag (+cpu) and anything after the first non-number are dropped."""
     parts = []
     for piece in text.split("+")[0].split("."):
         if not piece.isdigit():

@@ -106,6 +106,21 @@ def record_field(record: dict, path: tuple[str, ...]):
     return value
 
 
+HOST_PATH_VARIABLE = "ROADRISK_HOST_PATH"  # "CONTAINER_DIR=HOST_DIR", set by the container sessions
+
+
+def shown(path: Path) -> str:
+    """A path as the user can open it: inside a container, the host's path of the mounted runs folder
+    (the container sessions say which with ROADRISK_HOST_PATH), elsewhere the path itself."""
+    inside, _, host = os.environ.get(HOST_PATH_VARIABLE, "").partition("=")
+    if inside and host:
+        try:
+            return str(Path(host) / Path(path).relative_to(inside))
+        except ValueError:
+            pass
+    return str(path)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -270,9 +270,10 @@ class TrainingRun:
     def interrupted(self) -> RunOutcome:
         done = len(self.results)
         self._stop(Status.INTERRUPTED, f"interrupted after {done} finished fold(s)")
-        self.console.line(f"interrupted: {done} fold(s) finished; record kept at {self.run_dir / records.RUN_FILE}")
+        where = records.shown(self.run_dir)
+        self.console.line(f"interrupted: {done} fold(s) finished; record kept at {where}/{records.RUN_FILE}")
         if not self.record.hold_saves:
-            self.console.line(f"continue with: roadrisk train --resume {self.run_dir}")
+            self.console.line(f"continue with: roadrisk train --resume {where}")
         return RunOutcome(EXIT_INTERRUPTED, self.run_dir, Status.INTERRUPTED.value)
 
     def failed(self, exc: BaseException) -> RunOutcome:
@@ -287,10 +288,11 @@ class TrainingRun:
         if self.console.log_file:  # a crash: keep the traceback for debugging, give the user one line
             self.console.log_file.write("".join(traceback.format_exception(exc)))
         self._stop(Status.FAILED, f"{type(exc).__name__}: {exc}")
-        kept = (f"; finished folds are kept: roadrisk train --resume {self.run_dir}" if self.results
-                else f"; resume with: roadrisk train --resume {self.run_dir}")
+        where = records.shown(self.run_dir)
+        kept = (f"; finished folds are kept: roadrisk train --resume {where}" if self.results
+                else f"; resume with: roadrisk train --resume {where}")
         self.console.line(f"error: training failed: {type(exc).__name__}: {exc} "
-                          f"(traceback in {self.run_dir / records.LOG_FILE})" + ("" if self.record.hold_saves else kept))
+                          f"(traceback in {where}/{records.LOG_FILE})" + ("" if self.record.hold_saves else kept))
         return RunOutcome(EXIT_FAILED, self.run_dir, Status.FAILED.value)
 
     # ------------------------------------------------------------ what the driver calls
@@ -324,7 +326,7 @@ class TrainingRun:
         console.line("folds: " + ", ".join(f"{f.index + 1}: {len(f.train_idx)} train / {len(f.val_idx)} val"
                                            for f in self.fold_specs))
         self.record.finish(Status.DRY_RUN)
-        console.lines(["status: dry-run (nothing was trained)", f"run_dir: {self.run_dir}"])
+        console.lines(["status: dry-run (nothing was trained)", f"run_dir: {records.shown(self.run_dir)}"])
         return Status.DRY_RUN.value
 
     def finish(self) -> str:
@@ -367,7 +369,7 @@ class TrainingRun:
             f"floor_rmse: {floor_text}",
             f"gap_to_floor_pct: {metrics['gap_to_floor_pct']}",
             f"total_s: {timings['total_s']:.1f}",
-            f"run_dir: {run_dir}",
+            f"run_dir: {records.shown(run_dir)}",
         ])
         return Status.COMPLETE.value
 

@@ -11,6 +11,7 @@ from .. import doctor
 from ..device import DeviceChoice
 from ..plan import COMPARABLE, differences, key_name
 from ..records import OOF_FILE, SUBMISSION_FILE
+from ..schema import ID, TARGET
 from .runs import Run, record_field
 from .stats import speed_up
 
@@ -101,8 +102,8 @@ def disagreement(run: Run, baseline: Run) -> dict | None:
         a_path, b_path = Path(baseline.path) / name, Path(run.path) / name
         if not (a_path.is_file() and b_path.is_file()):
             return None
-        a = pd.read_csv(a_path).set_index("id")["accident_risk"]
-        b = pd.read_csv(b_path).set_index("id")["accident_risk"]
+        a = pd.read_csv(a_path).set_index(ID)[TARGET]
+        b = pd.read_csv(b_path).set_index(ID)[TARGET]
         if not a.index.equals(b.index):
             return None
         diff = (b - a).to_numpy(dtype=float)
