@@ -41,20 +41,22 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
                           capture_output=True, text=True, timeout=timeout)
 
 
-def signal_at_second_fold(runs_dir: Path, signum: int) -> tuple[int, str]:
-    """A real smoke TabM run sent ``signum`` as its second fold starts: (exit code, what it printed after).
+def signal_at_second_fold(runs_dir: Path, signum: int, model: str = "tabm", *extra: str,
+                          trigger: str = "progress: fold 2/2 started") -> tuple[int, str]:
+    """A real smoke run sent ``signum`` when it prints a line starting with ``trigger`` (default: as its second
+    fold starts): (exit code, what it printed after).
 
     The child gets Ctrl-C's default disposition, as a terminal user has it: a suite started in the
     background (nohup, `cmd &` in a script) inherits SIGINT ignored, and Python would never raise
     KeyboardInterrupt."""
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "roadrisk", "train", "--profile", "smoke", "--model", "tabm",
-                             "--device", "cpu", "--runs-dir", str(runs_dir)], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "roadrisk", "train", "--profile", "smoke", "--model", model,
+                             "--device", "cpu", "--runs-dir", str(runs_dir), *extra], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
-        if line.startswith("progress: fold 2/2 started"):
+        if line.startswith(trigger):
             proc.send_signal(signum)
             break
     rest = proc.stdout.read()

@@ -134,3 +134,28 @@ def test_saved_models_predict_again(tmp_path):
     model = fold_store.load_model(outcome.run_dir, 1)
     saved = np.load(outcome.run_dir / "folds" / "fold-1.npz")
     assert np.allclose(np.clip(model.predict(feature_set.test), 0, 1), saved["test_pred"], rtol=0, atol=1e-12)
+
+
+# Ctrl-C inside each model's fit, on each executor. Lightning (RealMLP) catches the interrupt itself and
+# calls sys.exit(1) inside the fit: that must still end as an interrupted, resumable run, exit 130.
+INTERRUPTS = {  # id: (model, extra flags, the line at which the signal is sent, the signal)
+    "tabm": ("tabm", ("--param", "n_epochs=40"), "fold 2/2 epoch", signal.SIGINT),
+    "realmlp": ("realmlp", ("--param", "n_epochs=40"), "fold 2/2 epoch", signal.SIGINT),
+    "realmlp-sigterm": ("realmlp", ("--param", "n_epochs=40"), "fold 2/2 epoch", signal.SIGTERM),
+    "hgb": ("hgb", ("--param", "max_iter=4000"), "progress: fold 2/2 started", signal.SIGINT),
+    "realmlp-process": ("realmlp", ("--param", "n_epochs=40", "--executor", "process", "--jobs", "2"),
+                        "fold 2/2 epoch", signal.SIGINT),
+    "realmlp-ray": ("realmlp", ("--param", "n_epochs=40", "--executor", "ray"), "fold 2/2 epoch", signal.SIGINT),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(INTERRUPTS))
+def test_an_interrupt_inside_any_fit_on_any_executor_is_recorded_and_resumable(tmp_path, case):
+    model, extra, trigger, signum = INTERRUPTS[case]
+    code, rest = signal_at_second_fold(tmp_path, signum, model, *extra, trigger=trigger)
+    assert code == 130, rest[-2000:]
+    (run_dir,) = (tmp_path / "native").iterdir()
+    record = _record(run_dir)
+    assert record["status"] == "interrupted", record["error"]
+    assert "continue with: roadrisk train --resume" in rest

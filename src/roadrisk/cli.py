@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "train nothing")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue an interrupted or failed run: its finished folds are kept, the rest trained")
+    train.add_argument("--wait", action="store_true",
+                       help="with --resume: wait for another process training this run to end, instead of exiting 2")
 
     sweep = sub.add_parser("sweep", help="train many members (models x grid x seeds) on fixed folds, locally or on Ray")
     sweep.add_argument("spec", type=Path, metavar="SPEC.toml", help="the sweep: data, cv_seed, models with grids and "
@@ -167,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--runs-dir", type=Path, default=Path("runs"),
                        help="members go to RUNS_DIR/<sweep name>/<member id>/ (default runs/)")
     sweep.add_argument("--dry-run", action="store_true", help="list the members and their ids, train nothing")
+    sweep.add_argument("--wait", action="store_true",
+                       help="wait for another process running this sweep to end, instead of exiting 2")
     _add_executor_flags(sweep)
 
     data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
@@ -245,6 +249,9 @@ def _cmd_train(args, argv: list[str]) -> int:
         executor=_executor_config(args), command=command,
     )
     if args.resume is None:
+        if args.wait:
+            raise RoadriskError("error: --wait: only a --resume can wait for a run another process holds. Fix: add "
+                                "--resume RUN_DIR, or drop --wait")
         return train(opts).exit_code
     if "dry_run" in given:
         raise RoadriskError("error: --resume with --dry-run: a resumed run trains. Fix: drop one of the two")
@@ -253,14 +260,14 @@ def _cmd_train(args, argv: list[str]) -> int:
         values["executor"] = opts.executor  # how folds are spread may change on --resume
     if "data_dir" in values:
         values["data_dir"] = args.data_dir.resolve()
-    return resume(args.resume, values, command=command).exit_code
+    return resume(args.resume, values, command=command, wait=args.wait).exit_code
 
 
 def _cmd_sweep(args, argv: list[str]) -> int:
     from .sweep.runner import run_sweep
 
     return run_sweep(args.spec, args.runs_dir, _executor_config(args), dry_run=args.dry_run,
-                     command=shlex.join(["roadrisk", *argv]))
+                     command=shlex.join(["roadrisk", *argv]), wait=args.wait)
 
 
 def _cmd_data(args) -> int:

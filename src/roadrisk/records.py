@@ -219,18 +219,6 @@ class RunRecord:
         record.data = data
         return record
 
-    def process_alive(self) -> bool:
-        """Whether the process that wrote this record still runs (same host only; elsewhere: unknown, say no)."""
-        if self.data.get("host") != platform.node() or not isinstance(self.data.get("pid"), int):
-            return False
-        try:
-            os.kill(self.data["pid"], 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return self.data["pid"] != os.getpid()
-
     def __getitem__(self, key):
         return self.data[key]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_module
-from . import doctor, environment, estimates, fold_store, plan, records, schema
+from . import doctor, environment, estimates, fold_store, locks, plan, records, schema
 from .atomic import write_predictions_atomic
 from .console import Console, FoldProgress
 from .device import DeviceChoice
@@ -150,9 +150,10 @@ def train(opts: TrainOptions, executor=None) -> RunOutcome:
     return _drive_one(run, executor)
 
 
-def resume(run_dir: Path, given: dict, command: str | None = None, executor=None) -> RunOutcome:
-    """Continue an interrupted or failed run in ``run_dir``; ``given``: the run flags passed with --resume."""
-    run = TrainingRun.reopen(run_dir, given, command)
+def resume(run_dir: Path, given: dict, command: str | None = None, executor=None, wait: bool = False) -> RunOutcome:
+    """Continue an interrupted or failed run in ``run_dir``; ``given``: the run flags passed with --resume.
+    ``wait``: queue behind a process that holds the run instead of refusing."""
+    run = TrainingRun.reopen(run_dir, given, command, wait=wait)
     return _drive_one(run, executor)
 
 
@@ -183,8 +184,9 @@ class TrainingRun:
     ``finish`` (outputs and metrics), or stop as ``failed`` / ``interrupted`` with an exit code."""
 
     def __init__(self, opts: TrainOptions, run_dir: Path, record: records.RunRecord,
-                 previous: records.RunRecord | None = None, stream=None):
+                 previous: records.RunRecord | None = None, stream=None, lock: locks.FolderLock | None = None):
         self.opts = opts
+        self.lock = lock  # held while this process owns the run (locks.py); the process's end releases it
         self.run_dir = run_dir
         self.record = record
         self.previous = previous
@@ -205,17 +207,30 @@ class TrainingRun:
     def start(cls, opts: TrainOptions, stream=None) -> TrainingRun:
         records.check_label(opts.label)
         run_dir = records.new_run_dir(opts.runs_dir, opts.label)
+        lock = locks.take(run_dir, "this run")  # a new folder: nobody else has it, and --resume will ask
         record = records.RunRecord(run_dir, opts.label)
         record["command"] = opts.command
         record["options"] = opts.as_record()
         record.save()
-        return cls(opts, run_dir, record, stream=stream)
+        return cls(opts, run_dir, record, stream=stream, lock=lock)
 
     @classmethod
-    def reopen(cls, run_dir: Path, given: dict, command: str | None = None, stream=None) -> TrainingRun:
-        """An interrupted, failed or killed run, to be continued; refuses what cannot be continued."""
+    def reopen(cls, run_dir: Path, given: dict, command: str | None = None, stream=None,
+               wait: bool = False) -> TrainingRun:
+        """An interrupted, failed or killed run, to be continued; refuses what cannot be continued.
+        The run's lock comes first: two --resume of one run never train the same folds."""
         run_dir = Path(run_dir)
-        previous = records.RunRecord.load(run_dir)
+        records.RunRecord.load(run_dir)  # a folder that is no run is said as such, before any lock file
+        lock = locks.take(run_dir, "this run", wait=wait)
+        try:
+            return cls._reopen_locked(run_dir, given, command, stream, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _reopen_locked(cls, run_dir: Path, given: dict, command, stream, lock) -> TrainingRun:
+        previous = records.RunRecord.load(run_dir)  # read again: the holder we waited for may have changed it
         status = previous["status"]
         if status == Status.COMPLETE:
             raise RoadriskError(f"error: --resume {run_dir}: this run is already complete. Fix: nothing to do, or "
@@ -223,9 +238,8 @@ class TrainingRun:
         if status == Status.DRY_RUN:
             raise RoadriskError(f"error: --resume {run_dir}: a dry run trained nothing. Fix: run the same command "
                                 "without --dry-run")
-        if status == Status.RUNNING and previous.process_alive():
-            raise RoadriskError(f"error: --resume {run_dir}: still running (pid {previous['pid']} on this host). Fix: "
-                                "wait for it, or stop it first (Ctrl-C or kill keeps its finished folds)")
+        # A record still saying "running" while we hold its lock was left by a process that died (kill -9, OOM):
+        # the lock, not its pid (which a container reuses), says nobody is writing it.
         opts = TrainOptions.from_record(previous.data.get("options") or {})
         for name, value in given.items():
             if name in RESUME_FLAGS and getattr(opts, name) != value:
@@ -244,7 +258,7 @@ class TrainingRun:
         record["resumes"] = [*previous.data.get("resumes", []),
                              {"at": records.now_iso(), "command": command, "from_status": status}]
         record["timings"]["before_resume_s"] = (previous["timings"] or {}).get("total_s") or 0.0
-        return cls(opts, run_dir, record, previous=previous, stream=stream)
+        return cls(opts, run_dir, record, previous=previous, stream=stream, lock=lock)
 
     # ------------------------------------------------------------ how a run stops
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import environment, records
+from .. import environment, locks, records
 from ..atomic import atomic_write_json
 from ..console import Console
 from ..driver import Job, drive
@@ -102,8 +102,9 @@ def plan_members(sweep: spec_module.SweepSpec, sweep_dir: Path, executor: Execut
 
 
 def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None = None, dry_run: bool = False,
-              command: str | None = None, echo=print, fold_runner=None) -> int:
-    """``fold_runner``: what trains each fold (default ``folds.run_fold``; a test hands in its own)."""
+              command: str | None = None, echo=print, fold_runner=None, wait: bool = False) -> int:
+    """``fold_runner``: what trains each fold (default ``folds.run_fold``; a test hands in its own);
+    ``wait``: queue behind another process running this sweep instead of refusing."""
     executor = executor or ExecutorConfig()
     sweep = spec_module.load(spec_path)
     records.check_label(sweep.name)
@@ -120,6 +121,8 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
         return EXIT_OK
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    # One process per sweep folder: two identical sweeps started together would train every member twice.
+    sweep_lock = locks.take(sweep_dir, f"sweep {sweep.name}", wait=wait)  # noqa: F841 (held until we return)
     log = Console(sweep_dir / "sweep.log")
     runner = make_executor(executor, sweep_dir / records.LIBRARY_LOG_FILE, fold_runner)
     book = {"schema_version": 1, "name": sweep.name, "spec": str(Path(spec_path).resolve()),
@@ -214,7 +217,7 @@ def _open_member(state: MemberState, sweep_dir: Path, executor: ExecutorConfig, 
         state.folds = {f["fold"]: f.get("worker", {}) for f in (latest["timings"] or {}).get("folds", [])}
         return
     if latest is not None and latest["status"] in records.STOPPED:
-        if latest["status"] == Status.RUNNING and latest.process_alive():  # another sweep trains it right now
+        if latest["status"] == Status.RUNNING and locks.is_held(latest.run_dir):  # a --resume trains it right now
             state.status, state.run_dir = ELSEWHERE, latest.run_dir
             state.error = f"being trained by pid {latest['pid']} on this host; run the sweep again when it ends"
             return
