@@ -38,6 +38,14 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """numpy's and torch's generators take seeds below 2**32; a larger one failed inside the first fold."""
+    value = _non_negative(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, {2**32 - 1}], got {text}")
+    return value
+
+
 def _key_value(text: str) -> tuple[str, object]:
     import ast
 
@@ -108,11 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--strict-device", action="store_true",
                        help="exit 3 instead of falling back to CPU when --device is unavailable")
     train.add_argument("--folds", type=_at_least_two, help="K in K-fold CV (default: the profile's)")
-    train.add_argument("--seed", type=_non_negative, default=42, help="seed of the model's initialisation (default 42)")
-    train.add_argument("--cv-seed", type=_non_negative, default=42,
+    train.add_argument("--seed", type=_seed, default=42, help="seed of the model's initialisation (default 42)")
+    train.add_argument("--cv-seed", type=_seed, default=42,
                        help="seed of the folds, KFold's random_state (default 42, the seed's); runs blended "
                             "together must share it")
-    train.add_argument("--data-seed", type=_non_negative, default=42,
+    train.add_argument("--data-seed", type=_seed, default=42,
                        help="seed of the embedded data (default 42; ignored with --data-dir)")
     train.add_argument("--label", default="native", help="the environment's name in runs/ (default native)")
     train.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default runs/)")
@@ -144,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--train-rows", type=_non_negative, default=PROFILES["full"].train_rows)
     data.add_argument("--test-rows", type=_non_negative, default=PROFILES["full"].test_rows)
     data.add_argument("--original-rows", type=_non_negative, default=PROFILES["full"].original_rows)
-    data.add_argument("--seed", type=_non_negative, default=42)
+    data.add_argument("--seed", type=_seed, default=42)
     data.add_argument("--force", action="store_true", help="overwrite Kaggle-named files not written by roadrisk")
 
     compare = sub.add_parser("compare", help="diff devices, timings and accuracy of runs across environments")

@@ -22,7 +22,7 @@ from .device import DeviceChoice, apply_threads, choose, matmul_precision_for
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DataError, DeviceUnavailable, RoadriskError
 from .executors import FoldData, FoldTask, make_executor
 from .folds import FoldResult, plan, rmse
-from .models import MODELS
+from .models import MODELS, validate_params
 from .profiles import DEFAULT_PROFILE, PROFILES
 from .recipes import RECIPES, default_for
 from .risk_formula import floor_rmse
@@ -288,6 +288,7 @@ class TrainingRun:
             if key not in settable:
                 raise RoadriskError(f"error: --param {key}: not a parameter of {model_name}. Fix: use one of "
                                     f"{', '.join(sorted(settable))}")
+        validate_params(spec, params)  # a value the estimator would reject: exit 2 now, not in the first fold
         estimator_params.update(opts.param_overrides)  # what building with ``params`` would report
         record["config"] = {
             "profile": profile.name, "profile_sizes": profile.as_dict(), "recipe": recipe.name,
