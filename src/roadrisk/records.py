@@ -28,6 +28,9 @@ LOG_FILE = "train.log"
 LIBRARY_LOG_FILE = "library.log"
 OOF_FILE = "oof.csv"
 SUBMISSION_FILE = "submission.csv"
+# What --resume reads from an existing record, and the type each must have: a record missing one was
+# not written by roadrisk train (or was edited), and is refused in one line instead of a KeyError.
+REQUIRED_KEYS = {"status": str, "label": str, "options": dict, "timings": (dict, type(None))}
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PACKAGES = ("torch", "pytabkit", "numpy", "pandas", "scikit-learn", "scipy", "pytorch-lightning", "roadrisk")
 
@@ -135,6 +138,15 @@ class RunRecord:
         if not isinstance(data, dict) or data.get("kind", "train") != "train":
             raise RoadriskError(f"error: --resume {run_dir}: not a training run. Fix: pass a folder written by "
                                 "roadrisk train")
+        version = data.get("schema_version")
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            # Rewriting it would drop what the newer roadrisk recorded: refuse, leaving the file as it is.
+            raise RoadriskError(f"error: {path}: schema_version {version} is newer than this roadrisk knows "
+                                f"({SCHEMA_VERSION}). Fix: resume it with the roadrisk that wrote it, or start a new run")
+        broken = [key for key, kind in REQUIRED_KEYS.items() if key not in data or not isinstance(data[key], kind)]
+        if broken:
+            raise RoadriskError(f"error: {path}: missing or malformed key(s) {', '.join(broken)}. Fix: restore the "
+                                "file roadrisk wrote, or start a new run")
         record = cls.__new__(cls)
         record.run_dir = Path(run_dir)
         record.data = data
