@@ -61,6 +61,11 @@ def local_ray():
     ('[data]\nprofile = "huge"\n[[model]]\nname = "hgb"\n', "[data] profile: 'huge'"),
     ('cv_seed = 1\n', "[[model]]: no models"),
     ('[[model]\n', "not valid TOML"),
+    ('data = 5\n[[model]]\nname = "hgb"\n', "data: 5 is not a table"),
+    ('defaults = "fast"\n[[model]]\nname = "hgb"\n', "defaults: 'fast' is not a table"),
+    ('model = [1]\n', "[[model]] #1: 1 is not a table"),
+    ('[data]\ndata_dir = 5\n[[model]]\nname = "hgb"\n', "[data] data_dir: 5"),
+    ('[[model]]\nname = "hgb"\nseeds = [99999999999]\n', "seeds: 99999999999 is not a whole number in [0, 4294967295]"),
 ])
 def test_a_bad_spec_is_one_line_naming_the_file_and_key(tmp_path, body, words):
     path = tmp_path / "bad.toml"

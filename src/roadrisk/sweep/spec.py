@@ -86,9 +86,21 @@ def _unknown(path: Path, where: str, table: dict, allowed: set) -> None:
         raise _fail(path, where, f"unknown key(s) {', '.join(extra)}", f"use only {', '.join(sorted(allowed))}")
 
 
-def _int(path: Path, where: str, value, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(path, where, f"{value!r} is not a whole number >= {minimum}", "write a number such as 42")
+def _table(path: Path, where: str, value, example: str) -> dict:
+    """A key that must hold a TOML table (``data = 5`` would otherwise fail deep inside as a TypeError)."""
+    if not isinstance(value, dict):
+        raise _fail(path, where, f"{value!r} is not a table", f"write it as {example}")
+    return value
+
+
+# numpy's and torch's generators take seeds below 2**32, as the CLI's --seed does.
+SEED_LIMIT = 2**32 - 1
+
+
+def _int(path: Path, where: str, value, minimum: int = 0, maximum: int = SEED_LIMIT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise _fail(path, where, f"{value!r} is not a whole number in [{minimum}, {maximum}]",
+                    "write a number such as 42")
     return value
 
 
@@ -123,13 +135,15 @@ def load(path: Path) -> SweepSpec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RoadriskError(f"error: {path}: not valid TOML ({exc}). Fix: see the format in docs/sweep.md") from None
     _unknown(path, "top level", spec, TOP_KEYS)
-    data = spec.get("data", {})
-    defaults = spec.get("defaults", {})
+    data = _table(path, "data", spec.get("data", {}), '[data] with profile = "quick"')
+    defaults = _table(path, "defaults", spec.get("defaults", {}), '[defaults] with recipe = "fast"')
     _unknown(path, "[data]", data, DATA_KEYS)
     _unknown(path, "[defaults]", defaults, MEMBER_KEYS)
     profile = data.get("profile", "quick")
     if profile not in PROFILES:
         raise _fail(path, "[data] profile", repr(profile), f"use one of {', '.join(PROFILES)}")
+    if not isinstance(data.get("data_dir", ""), str):
+        raise _fail(path, "[data] data_dir", repr(data["data_dir"]), 'write a path such as data_dir = "~/kaggle/s5e10"')
     data_dir = Path(data["data_dir"]).expanduser() if data.get("data_dir") else None
     if data_dir is not None and not data_dir.is_absolute():
         data_dir = (path.parent / data_dir).resolve()  # relative to the spec, wherever it is run from
@@ -142,6 +156,7 @@ def load(path: Path) -> SweepSpec:
                     sha256=hashlib.sha256(raw).hexdigest())
     for number, table in enumerate(models, start=1):
         where = f"[[model]] #{number}"
+        _table(path, where, table, '[[model]] with name = "hgb"')
         _unknown(path, where, table, MODEL_KEYS)
         name = table.get("name")
         if name not in MODELS:
