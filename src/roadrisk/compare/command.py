@@ -4,9 +4,8 @@ Training runs are diffed against a baseline (device, timings, speed-ups, accurac
 no environment or fold timings of their own, so they join only the leaderboard, where every
 complete run is ranked. The baseline is always a complete training run.
 
-Exit codes: 0 a comparison was produced; 2 none was (nothing to compare, bad input, or an --out it cannot
-write into), with the
-reason. Nothing under runs/ is ever written.
+Exit codes: 0 a comparison was produced; 2 none was (nothing to compare, bad input, or an --out it
+cannot write into), with the reason. Nothing under runs/ is ever written.
 """
 
 from __future__ import annotations
