@@ -55,6 +55,10 @@ def write_dataset(out_dir: Path, train_rows: int, test_rows: int, original_rows:
     write_csv_atomic(submission, out_dir / schema.SUBMISSION_FILE)
     if original_rows:
         write_csv_atomic(original, out_dir / schema.ORIGINAL_FILE)
+    else:
+        # An original file left by an earlier write into this folder would be read (and trained on)
+        # as this dataset's: remove it before the marker says the folder is complete.
+        (out_dir / schema.ORIGINAL_FILE).unlink(missing_ok=True)
     marker = {
         "generator": "roadrisk",
         "generator_version": GENERATOR_VERSION,
