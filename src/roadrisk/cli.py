@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 crashed; 2 bad input or usage; 3 requested device unavaila
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import signal
@@ -18,10 +19,12 @@ from pathlib import Path
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 from .device import DEVICES, PRECISIONS  # noqa: E402
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError  # noqa: E402
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError, WriteFailed  # noqa: E402
 from .models import MODELS  # noqa: E402
 from .profiles import DEFAULT_PROFILE, PROFILES  # noqa: E402
 from .recipes import RECIPES  # noqa: E402
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -312,3 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        # A full, read-only or forbidden disk met by a write that is not yet an atomic one (a folder
+        # made first): the same one line as WriteFailed. Any other OSError is a bug and keeps its traceback.
+        if exc.errno not in _DISK_ERRNOS or not exc.filename:
+            raise
+        print(WriteFailed(exc.filename, exc), file=sys.stderr)
+        return WriteFailed.exit_code

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .atomic import atomic_write_json
-from .errors import RoadriskError
+from .atomic import atomic_write_json, overwrite_in_place
+from .errors import RoadriskError, WriteFailed
 
 # 2: config.seed is the model's seed alone, beside config.cv_seed (folds) and config.data_seed;
 # config.recipe, kind, host, pid, outputs.folds and resumes were added.
@@ -183,4 +183,21 @@ class RunRecord:
         self.data["status"] = status
         self.data["ended_at"] = now_iso()
         self.data["error"] = error
-        self.save(durable=True)
+        try:
+            self.save(durable=True)
+        except WriteFailed:
+            # A full disk refuses the temporary copy an atomic save needs; the record must still not claim
+            # ``running`` for a process about to end: overwrite it in place, shortened if it must be.
+            if self.hold_saves or not overwrite_in_place(self.run_dir / RUN_FILE, self._compact_forms()):
+                raise
+
+    # What a shortened record keeps: what --resume needs and what says how the run ended.
+    SHORT_KEYS = ("schema_version", "kind", "run_id", "label", "status", "host", "pid", "started_at", "ended_at",
+                  "command", "options", "timings", "outputs", "error")
+
+    def _compact_forms(self) -> list[bytes]:
+        short = {key: self.data.get(key) for key in self.SHORT_KEYS}
+        short["shortened"] = "the disk was full when the run ended; the rest of this record could not be written"
+        checked = {**short, "config": self.data.get("config"), "data": self.data.get("data")}  # what resume compares
+        return [json.dumps(form, separators=(",", ":"), default=str).encode() + b"\n"
+                for form in (self.data, checked, short)]

@@ -7,6 +7,7 @@ fold is on disk (``fold_store``), and the resumed run checks it is the same run 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, fields
@@ -19,7 +20,7 @@ from . import doctor, environment, estimates, features, fold_store, records, sch
 from .atomic import write_predictions_atomic
 from .console import Console, FoldProgress
 from .device import DeviceChoice, apply_threads, choose, matmul_precision_for
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DataError, DeviceUnavailable, RoadriskError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DataError, DeviceUnavailable, RoadriskError, WriteFailed
 from .executors import FoldData, FoldTask, make_executor
 from .folds import FoldResult, plan, rmse
 from .models import MODELS, validate_params
@@ -134,7 +135,12 @@ class TrainingRun:
         record = records.RunRecord(run_dir, opts.label)
         record["command"] = opts.command
         record["options"] = opts.as_record()
-        record.save()
+        try:
+            record.save()
+        except WriteFailed:  # a full disk: leave no empty run folder behind, only the one-line error
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+            raise
         return cls(opts, run_dir, record, stream=stream, data_cache=data_cache)
 
     @classmethod
