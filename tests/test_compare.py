@@ -298,3 +298,15 @@ def test_recipe_and_cv_seed_decide_comparability_and_the_model_seed_does_not(tmp
     assert rows["seed"]["not_comparable_because"] == ["recipe differs (seed vs fast)"]
     assert rows["folds"]["not_comparable_because"] == ["cv_seed differs (7 vs 42)"]
     assert rows["reseeded"]["comparable"] and rows["reseeded"]["speed_up"] is not None
+
+
+@pytest.mark.parametrize("where", ["a file", "inside a file"])
+def test_cli_compare_out_at_a_file_is_one_line(tmp_path, three_runs, where):
+    (tmp_path / "report.txt").write_text("mine\n")
+    out = tmp_path / "report.txt" if where == "a file" else tmp_path / "report.txt" / "sub"
+    result = run_cli("compare", "--runs-dir", str(three_runs), "--out", str(out))
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: --out {out}:") and "Fix:" in line, line
+    assert (tmp_path / "report.txt").read_text() == "mine\n"

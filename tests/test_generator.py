@@ -10,6 +10,8 @@ from roadrisk import schema
 from roadrisk.generator import generate_rows, read_marker, write_dataset
 from roadrisk.risk_formula import NOISE_SD, expected_risk, floor_rmse, mean_risk
 
+from .conftest import run_cli
+
 
 @pytest.fixture(scope="module")
 def rows():
@@ -95,3 +97,17 @@ def test_write_dataset_is_kaggle_layout_and_deterministic(tmp_path):
     assert read_marker(tmp_path / "a")["seed"] == 3
     write_dataset(tmp_path / "c", 500, 200, 300, seed=4)
     assert (tmp_path / "c" / schema.TRAIN_FILE).read_bytes() != (tmp_path / "a" / schema.TRAIN_FILE).read_bytes()
+
+
+def test_cli_data_with_no_original_rows_leaves_no_stale_original(tmp_path):
+    """Rewriting a folder with --original-rows 0 must not leave the earlier original file to be trained on."""
+    out = tmp_path / "data"
+    sizes = ["--train-rows", "200", "--test-rows", "50"]
+    assert run_cli("data", "--out", str(out), *sizes, "--original-rows", "100").returncode == 0
+    assert (out / schema.ORIGINAL_FILE).is_file()
+    assert run_cli("data", "--out", str(out), *sizes, "--original-rows", "0").returncode == 0
+    assert not (out / schema.ORIGINAL_FILE).exists()
+    result = run_cli("train", "--data-dir", str(out), "--profile", "smoke", "--model", "hgb", "--dry-run",
+                     "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "train_rows=200 test_rows=50 original_rows=0" in result.stdout

@@ -142,3 +142,69 @@ def test_cli_missing_data_dir_is_a_usage_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--data-dir" in result.stderr and "Fix:" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# Values that a cast to int64 would have wrapped or crashed on: each is refused before any cast, on the
+# row that holds it (issue 20: 1e20 became -9223372036854775808 in oof.csv, 1e30 accidents were trained on).
+HUGE_INTEGERS = {
+    "id written 1e20": (schema.TRAIN_FILE, "id", "1e20", "1e+20"),
+    "id of 23 digits": (schema.TEST_FILE, "id", "12345678901234567890123", "12345678901234567890123"),
+    "accidents 1e30": (schema.TRAIN_FILE, "num_reported_accidents", "1e30", "1e+30"),
+    "accidents inf": (schema.ORIGINAL_FILE, "num_reported_accidents", "inf", "inf"),
+    "accidents just past 2**53": (schema.TRAIN_FILE, "num_reported_accidents", str(2**53), str(2**53)),
+}
+
+
+def _set_cell(path, row, column, text):
+    """Write one cell's text verbatim: pandas would re-format 1e20 on the way out."""
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[row + 1].split(",")
+    cells[header.index(column)] = text
+    lines[row + 1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_INTEGERS))
+def test_cli_integers_beyond_the_exact_range_exit_2_naming_row_and_value(data_dir, tmp_path, case):
+    name, column, text, shown = HUGE_INTEGERS[case]
+    _set_cell(data_dir / name, 3, column, text)
+    runs = tmp_path / "runs"
+    result = run_cli("train", "--data-dir", str(data_dir), "--profile", "smoke", "--model", "hgb",
+                     "--runs-dir", str(runs))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    for word in (name, f"'{column}'", "1 row(s) outside the allowed range", shown, "line 5", str(schema.INT_LIMIT)):
+        assert word in line, (word, line)
+    assert not list(runs.glob("native/*/oof.csv"))
+
+
+def test_the_largest_exact_integer_is_kept_exactly(data_dir):
+    _set_cell(data_dir / schema.TRAIN_FILE, 0, "id", str(schema.INT_LIMIT))
+    _set_cell(data_dir / schema.TRAIN_FILE, 1, "num_reported_accidents", "7.0")  # makes the column float on read
+    dataset = load(data_dir)
+    assert dataset.train["id"].iloc[0] == schema.INT_LIMIT
+    assert dataset.train["num_reported_accidents"].iloc[1] == 7
+
+
+def test_cli_a_comma_only_row_is_said_once(data_dir, tmp_path):
+    path = data_dir / schema.TRAIN_FILE
+    lines = path.read_text().splitlines()
+    lines[4] = "," * (len(schema.TRAIN_COLUMNS) - 1)
+    path.write_text("\n".join(lines) + "\n")
+    result = run_cli("train", "--data-dir", str(data_dir), "--profile", "smoke", "--model", "hgb",
+                     "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert errors == ["error: train.csv: 1 row(s) with no values at all (e.g. line 5). Fix: delete those rows"]
+
+
+def test_cli_a_huge_bad_value_is_cut_in_the_message(data_dir, tmp_path):
+    _set_cell(data_dir / schema.TRAIN_FILE, 0, "weather", "x" * 1_000_000)
+    result = run_cli("train", "--data-dir", str(data_dir), "--profile", "smoke", "--model", "hgb",
+                     "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert "'weather'" in line and "(1000000 characters) at line 2" in line and len(line) < 300
+    assert len(result.stdout + result.stderr) < 20_000

@@ -159,3 +159,69 @@ def test_an_interrupt_inside_any_fit_on_any_executor_is_recorded_and_resumable(t
     record = _record(run_dir)
     assert record["status"] == "interrupted", record["error"]
     assert "continue with: roadrisk train --resume" in rest
+
+
+@pytest.fixture(scope="module")
+def _finished_cli_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("finished") / "runs"
+    result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--runs-dir", str(runs))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (run_dir,) = (runs / "native").iterdir()
+    return run_dir
+
+
+@pytest.fixture
+def stopped_cli_run(_finished_cli_run, tmp_path):
+    """A copy of a real smoke hgb run made through the CLI, its record marked as stopped with every fold saved."""
+    run_dir = tmp_path / _finished_cli_run.name
+    shutil.copytree(_finished_cli_run, run_dir)
+    record = _record(run_dir)
+    record["status"] = "interrupted"
+    (run_dir / records.RUN_FILE).write_text(json.dumps(record))
+    return run_dir
+
+
+def _cut(path, how: str) -> None:
+    raw = path.read_bytes()
+    path.write_bytes({"empty": b"", "half": raw[: len(raw) // 2], "header only": raw[:40],
+                      "flipped bytes": raw[:200] + bytes(b ^ 0xFF for b in raw[200:400]) + raw[400:]}[how])
+
+
+@pytest.mark.parametrize("how", ["empty", "half", "header only", "flipped bytes"])
+def test_cli_resume_of_a_damaged_fold_file_says_delete_it(stopped_cli_run, how):
+    path = stopped_cli_run / "folds" / "fold-1.npz"
+    _cut(path, how)
+    before = (stopped_cli_run / records.RUN_FILE).read_bytes()
+    result = run_cli("train", "--resume", str(stopped_cli_run))
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {path}: cannot read the saved fold") and "Fix: delete that file" in line, line
+    assert (stopped_cli_run / records.RUN_FILE).read_bytes() == before  # a refused resume leaves the record be
+    path.unlink()  # the fix the line gives works
+    result = run_cli("train", "--resume", str(stopped_cli_run))
+    assert result.returncode == 0 and _record(stopped_cli_run)["resumed_folds"] == [0]
+
+
+@pytest.mark.parametrize("key", ["status", "options", "label", "timings"])
+def test_cli_resume_of_a_record_missing_a_key_is_one_line(stopped_cli_run, key):
+    record = _record(stopped_cli_run)
+    del record[key]
+    (stopped_cli_run / records.RUN_FILE).write_text(json.dumps(record))
+    result = run_cli("train", "--resume", str(stopped_cli_run))
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and f"missing or malformed key(s) {key}" in result.stderr
+    assert result.stderr.startswith(f"error: {stopped_cli_run / records.RUN_FILE}:") and "Fix:" in result.stderr
+
+
+def test_cli_resume_refuses_a_record_of_a_newer_schema_and_leaves_it(stopped_cli_run):
+    record = _record(stopped_cli_run)
+    record["schema_version"] = records.SCHEMA_VERSION + 1
+    record["written_by_the_future"] = {"keep": True}
+    (stopped_cli_run / records.RUN_FILE).write_text(json.dumps(record))
+    before = (stopped_cli_run / records.RUN_FILE).read_bytes()
+    result = run_cli("train", "--resume", str(stopped_cli_run))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"written by a newer roadrisk (schema_version {records.SCHEMA_VERSION + 1} >" in result.stderr
+    assert (stopped_cli_run / records.RUN_FILE).read_bytes() == before

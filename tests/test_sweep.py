@@ -63,6 +63,11 @@ def local_ray():
     ('[data]\nprofile = "huge"\n[[model]]\nname = "hgb"\n', "[data] profile: 'huge'"),
     ('cv_seed = 1\n', "[[model]]: no models"),
     ('[[model]\n', "not valid TOML"),
+    ('data = 5\n[[model]]\nname = "hgb"\n', "data: 5 is not a table"),
+    ('defaults = "fast"\n[[model]]\nname = "hgb"\n', "defaults: 'fast' is not a table"),
+    ('model = [1]\n', "[[model]] #1: 1 is not a table"),
+    ('[data]\ndata_dir = 5\n[[model]]\nname = "hgb"\n', "[data] data_dir: 5"),
+    ('[[model]]\nname = "hgb"\nseeds = [99999999999]\n', "seeds: 99999999999 is not a whole number in [0, 4294967295]"),
 ])
 def test_a_bad_spec_is_one_line_naming_the_file_and_key(tmp_path, body, words):
     path = tmp_path / "bad.toml"
@@ -158,14 +163,29 @@ def test_an_interrupted_sweep_resumes_its_members_where_they_stopped(tmp_path):
 
 
 def test_a_failing_member_fails_alone(tmp_path):
-    """An exception in a member's fit (here an invalid parameter value) fails that member, not the sweep."""
-    spec = _spec(tmp_path, HGB_ONLY.replace("max_iter = 60", "max_iter = [60, -1]"))
+    """An exception in one member's fit fails that member, not the sweep: the others finish."""
+    spec = _spec(tmp_path, HGB_ONLY.replace("max_iter = 60", "max_iter = [60, 61]"))
     runs = tmp_path / "runs"
-    assert run_sweep(spec, runs, echo=lambda line: None) == 1
+    real = folds_module.run_fold
+
+    def fails_for_61(fold, *args, **kwargs):
+        if fold.params["max_iter"] == 61:
+            raise RuntimeError("out of memory in this member's fit")
+        return real(fold, *args, **kwargs)
+
+    assert run_sweep(spec, runs, echo=lambda line: None, fold_runner=fails_for_61) == 1
     statuses = sorted((m["params"]["max_iter"], m["status"]) for m in _book(runs)["members"])
-    assert statuses == [(-1, "failed"), (-1, "failed"), (60, "complete"), (60, "complete")]
+    assert statuses == [(60, "complete"), (60, "complete"), (61, "failed"), (61, "failed")]
     failed = next(m for m in _book(runs)["members"] if m["status"] == "failed")
-    assert "max_iter" in failed["error"]
+    assert "out of memory in this member's fit" in failed["error"]
+
+
+def test_a_bad_parameter_value_fails_the_spec_up_front(tmp_path):
+    path = _spec(tmp_path, HGB_ONLY.replace("max_iter = 60", "max_iter = [60, -1]"))
+    result = run_cli("sweep", path, "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "[[model]] #1 params: max_iter=-1: hgb accepts an int in the range [1, inf)" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 # ---------------------------------------------------------------- Ray

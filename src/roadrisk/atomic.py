@@ -11,6 +11,8 @@ from typing import BinaryIO
 
 import pandas as pd
 
+from .errors import WriteFailed
+
 
 def _atomic_write(path: Path, write: Callable[[Path], None], durable: bool = True) -> None:
     """Write to a temporary file beside ``path`` and rename it over ``path``.
@@ -20,8 +22,11 @@ def _atomic_write(path: Path, write: Callable[[Path], None], durable: bool = Tru
     cache survives that); the run record's intermediate saves use that, its final save does not.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WriteFailed(path, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -34,9 +39,35 @@ def _atomic_write(path: Path, write: Callable[[Path], None], durable: bool = Tru
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        # A full or read-only disk: one line naming the file the user would look for, not the temporary.
+        if isinstance(exc, OSError) and not isinstance(exc, WriteFailed):
+            raise WriteFailed(path, exc) from exc
         raise
+
+
+def overwrite_in_place(path: Path, candidates: list[bytes]) -> bool:
+    """Last resort when a disk is full: write the first of ``candidates`` that fits in the space ``path``
+    already occupies over it, with no temporary copy (which is what the full disk refused). Not atomic,
+    so only for a file that would otherwise stay wrong: a run record still claiming ``running``.
+    False, with the file untouched, when none fits (or the file is gone)."""
+    try:
+        allocated = os.stat(path).st_blocks * 512
+    except OSError:
+        return False
+    data = next((c for c in candidates if len(c) <= allocated), None)
+    if data is None:
+        return False
+    try:
+        with open(path, "r+b") as handle:  # overwrite the blocks already held, then cut what is left over
+            handle.write(data)
+            handle.truncate(len(data))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        return False
+    return True
 
 
 def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:

@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 crashed; 2 bad input or usage; 3 requested device unavaila
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import signal
@@ -18,11 +19,13 @@ from pathlib import Path
 os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 from .device import DEVICES, PRECISIONS  # noqa: E402
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError  # noqa: E402
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskError, WriteFailed  # noqa: E402
 from .models import MODELS  # noqa: E402
 from .plan import CV_SCHEMES, DEFAULT_CV_BINS, MAX_FOLDS, TARGETS  # noqa: E402
 from .profiles import DEFAULT_PROFILE, PROFILES  # noqa: E402
 from .recipes import RECIPES  # noqa: E402
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +44,14 @@ def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """numpy's and torch's generators take seeds below 2**32; a larger one failed inside the first fold."""
+    value = _non_negative(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, {2**32 - 1}], got {text}")
     return value
 
 
@@ -138,11 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target", choices=TARGETS, default="raw",
                        help="raw (default), or residual: the model learns accident_risk minus the formula's "
                             "clipped-normal mean (σ fitted on each fold's training rows), as the top finishers did")
-    train.add_argument("--seed", type=_non_negative, default=42, help="seed of the model's initialisation (default 42)")
-    train.add_argument("--cv-seed", type=_non_negative, default=42,
+    train.add_argument("--seed", type=_seed, default=42, help="seed of the model's initialisation (default 42)")
+    train.add_argument("--cv-seed", type=_seed, default=42,
                        help="seed of the folds, KFold's random_state (default 42, the seed's); runs blended "
                             "together must share it")
-    train.add_argument("--data-seed", type=_non_negative, default=42,
+    train.add_argument("--data-seed", type=_seed, default=42,
                        help="seed of the embedded data (default 42; ignored with --data-dir)")
     train.add_argument("--label", default="native", help="the environment's name in runs/ (default native)")
     train.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs are written (default runs/)")
@@ -178,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--train-rows", type=_non_negative, default=PROFILES["full"].train_rows)
     data.add_argument("--test-rows", type=_non_negative, default=PROFILES["full"].test_rows)
     data.add_argument("--original-rows", type=_non_negative, default=PROFILES["full"].original_rows)
-    data.add_argument("--seed", type=_non_negative, default=42)
+    data.add_argument("--seed", type=_seed, default=42)
     data.add_argument("--force", action="store_true", help="overwrite Kaggle-named files not written by roadrisk")
 
     compare = sub.add_parser("compare", help="diff devices, timings and accuracy of runs across environments")
@@ -349,3 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        # A full, read-only or forbidden disk met by a write that is not yet an atomic one (a folder
+        # made first): the same one line as WriteFailed. Any other OSError is a bug and keeps its traceback.
+        if exc.errno not in _DISK_ERRNOS or not exc.filename:
+            raise
+        print(WriteFailed(exc.filename, exc), file=sys.stderr)
+        return WriteFailed.exit_code

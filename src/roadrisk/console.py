@@ -6,11 +6,14 @@ container's log, a pipe) progress comes as plain lines that diff well.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import TextIO
+
+from .errors import WriteFailed
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -26,7 +29,11 @@ class Console:
         # Keep the real stream: library output is redirected during fits, the user's is not.
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.log_path = log_path
+        try:
+            self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        except OSError as exc:  # a read-only or full runs folder
+            raise WriteFailed(log_path, exc) from exc
         self._lock = threading.Lock()
         self._status = ""
 
@@ -35,16 +42,26 @@ class Console:
             self._clear_status()
             self.stream.write(text + "\n")
             self.stream.flush()
-            if self.log_file:
-                self.log_file.write(text + "\n")
-                self.log_file.flush()
+            self._log(text)
 
     def log_line(self, text: str) -> None:
         """A line for train.log only (a terminal shows it in the live status line instead)."""
         with self._lock:
-            if self.log_file:
-                self.log_file.write(text + "\n")
-                self.log_file.flush()
+            self._log(text)
+
+    def _log(self, text: str) -> None:
+        if not self.log_file:
+            return
+        try:
+            self.log_file.write(text + "\n")
+            self.log_file.flush()
+        except OSError as exc:
+            # A full or read-only disk: the step that wrote fails, naming the log; later lines (that
+            # failure's among them) still reach the terminal, and the log is not tried again.
+            broken, self.log_file = self.log_file, None
+            with contextlib.suppress(OSError):
+                broken.close()
+            raise WriteFailed(self.log_path, exc) from exc
 
     def lines(self, texts) -> None:
         for text in texts:
@@ -69,7 +86,8 @@ class Console:
         with self._lock:
             self._clear_status()
         if self.log_file:
-            self.log_file.close()
+            with contextlib.suppress(OSError):  # what the disk refused was already reported
+                self.log_file.close()
             self.log_file = None
 
 

@@ -125,10 +125,20 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
+# An example value is quoted up to this many characters: a 1 MB cell must not become a 1 MB error line.
+_EXAMPLE_CHARS = 40
+
+
+def _example(value) -> str:
+    text = repr(_plain(value))
+    if len(text) <= _EXAMPLE_CHARS:
+        return text
+    return f"{text[:_EXAMPLE_CHARS]}... ({len(str(_plain(value)))} characters)"
+
+
 def _line(file: str, column: str, count: int, example, what: str, fix: str, at: int | None = None) -> str:
-    example = _plain(example)
     where = f" at line {at}" if at is not None else ""
-    return f"error: {file}: column '{column}': {count} row(s) {what} (e.g. {example!r}{where}). Fix: {fix}"
+    return f"error: {file}: column '{column}': {count} row(s) {what} (e.g. {_example(example)}{where}). Fix: {fix}"
 
 
 def _read(data_dir: Path, name: str, columns: tuple, required: bool, problems: list[str],
@@ -167,6 +177,13 @@ def _read(data_dir: Path, name: str, columns: tuple, required: bool, problems: l
         return None
     frame = frame[list(columns)]
     before = len(problems)
+    # A row with no value at all (",,,,") is said once, not once per column; the rest are still checked.
+    blank = frame.isna().all(axis=1).to_numpy()
+    if blank.any():
+        lines = frame.index.to_numpy()[blank] + 2  # the header is line 1
+        problems.append(f"error: {name}: {int(blank.sum())} row(s) with no values at all (e.g. line {lines[0]}). "
+                        "Fix: delete those rows")
+        frame = frame[~blank]
     for column in frame.columns:
         _check_column(frame, column, name, problems)
     if len(problems) > before:
@@ -188,6 +205,12 @@ def _check_column(frame: pd.DataFrame, column: str, file: str, problems: list[st
         if bad.any():
             problems.append(_line(file, column, int(bad.sum()), values[bad].iloc[0], "that are not integers",
                                   "ids must be whole numbers", at=int(lines[bad][0])))
+            return
+        bad = _beyond_int_limit(numeric, -schema.INT_LIMIT, schema.INT_LIMIT)
+        if bad.any():
+            problems.append(_line(file, column, int(bad.sum()), values[bad].iloc[0], "outside the allowed range",
+                                  f"ids must be whole numbers in [-{schema.INT_LIMIT}, {schema.INT_LIMIT}]",
+                                  at=int(lines[bad][0])))
             return
         dup = values.duplicated().to_numpy()
         if dup.any():
@@ -214,7 +237,7 @@ def _check_column(frame: pd.DataFrame, column: str, file: str, problems: list[st
         _check_numeric(values, lines, file, column, spec.low, spec.high, integer=True, problems=problems,
                        allowed=spec.values,
                        fix=(f"allowed values are {', '.join(map(str, spec.values))}" if spec.values
-                            else f"{column} must be a whole number >= {spec.low:g}"))
+                            else f"{column} must be a whole number in [{spec.low:g}, {schema.INT_LIMIT}]"))
     else:
         _check_numeric(values, lines, file, column, spec.low, spec.high, integer=False, problems=problems,
                        fix=f"{column} must be a number in [{spec.low:g}, {spec.high:g}]")
@@ -231,6 +254,7 @@ def _check_numeric(values, lines, file, column, low, high, integer, problems, fi
     bad = np.zeros(len(array), dtype=bool)
     if integer:
         bad |= array != np.round(array)
+        bad |= _beyond_int_limit(numeric, -schema.INT_LIMIT, schema.INT_LIMIT)
     if allowed:
         bad |= ~np.isin(array, np.array(allowed, dtype=float))
     if low is not None:
@@ -240,6 +264,12 @@ def _check_numeric(values, lines, file, column, low, high, integer, problems, fi
     if bad.any():
         problems.append(_line(file, column, int(bad.sum()), values[bad].iloc[0], "outside the allowed range", fix,
                               at=int(lines[bad][0])))
+
+
+def _beyond_int_limit(numeric: pd.Series, low: int, high: int) -> np.ndarray:
+    """Rows outside [low, high], inf and 1e30 included, judged before any cast to int64 could wrap them."""
+    array = numeric.to_numpy(dtype=float)  # exact for every value within the limit, which is all that matters
+    return ~np.isfinite(array) | (array < low) | (array > high)
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:

@@ -23,5 +23,20 @@ class DataError(RoadriskError):
         super().__init__("\n".join(problems))
 
 
+class WriteFailed(RoadriskError, OSError):
+    """A file roadrisk writes could not be written (a full or read-only disk): the input was fine, so
+    exit 1. Still an OSError, so code that handles those keeps doing so."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, path, cause: OSError):
+        OSError.__init__(self, cause.errno, cause.strerror, str(path))
+        self.message = (f"error: cannot write {path}: {cause.strerror or cause}. Fix: free space on that disk or "
+                        "make it writable, or write somewhere else")
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class DeviceUnavailable(RoadriskError):
     exit_code = EXIT_DEVICE_UNAVAILABLE

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +51,17 @@ def load(run_dir: Path, index: int, expected_val_idx: np.ndarray) -> FoldResult:
         with np.load(path, allow_pickle=False) as saved:
             val_idx, val_pred, test_pred = saved["val_idx"], saved["val_pred"], saved["test_pred"]
             meta = json.loads(str(saved["meta"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise RoadriskError(f"error: {path}: cannot read the saved fold ({exc}). Fix: delete that file and its "
-                            "entry will be trained again on --resume") from None
+        rmse, timings = meta["rmse"], meta["timings"]
+    # A file cut short (a copy interrupted, a disk that filled) is a broken zip (BadZipFile) or ends
+    # inside an array (EOFError); a hand-edited one may lack a key or hold meta that is no mapping.
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise RoadriskError(f"error: {path}: cannot read the saved fold ({reason}). Fix: delete that file and its "
+                            "fold will be trained again on --resume") from None
     if not np.array_equal(val_idx, expected_val_idx):
         raise RoadriskError(f"error: {path}: holds other rows than fold {index} of this run's plan. Fix: delete it "
                             "to train that fold again, or start a new run")
-    return FoldResult(index, val_idx, val_pred, test_pred, meta["rmse"], meta["timings"], meta.get("epochs", {}),
+    return FoldResult(index, val_idx, val_pred, test_pred, rmse, timings, meta.get("epochs", {}),
                       where=meta.get("where", {}))
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import schema
 from .atomic import atomic_write_text, write_csv_atomic
+from .errors import WriteFailed
 from .risk_formula import NOISE_SD, mean_risk
 
 GENERATOR_VERSION = 1
@@ -41,7 +42,10 @@ def generate_rows(n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
 
 def write_dataset(out_dir: Path, train_rows: int, test_rows: int, original_rows: int, seed: int) -> dict:
     """Write train/test/sample_submission/original files in Kaggle's layout; return the marker."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # read-only, or a path through a file
+        raise WriteFailed(out_dir, exc) from exc
     train_seed, test_seed, original_seed = np.random.SeedSequence(seed).spawn(3)
     train = generate_rows(train_rows, np.random.default_rng(train_seed))
     train.insert(0, schema.ID, np.arange(train_rows))
@@ -55,6 +59,10 @@ def write_dataset(out_dir: Path, train_rows: int, test_rows: int, original_rows:
     write_csv_atomic(submission, out_dir / schema.SUBMISSION_FILE)
     if original_rows:
         write_csv_atomic(original, out_dir / schema.ORIGINAL_FILE)
+    else:
+        # An original file left by an earlier write into this folder would be read (and trained on)
+        # as this dataset's: remove it before the marker says the folder is complete.
+        (out_dir / schema.ORIGINAL_FILE).unlink(missing_ok=True)
     marker = {
         "generator": "roadrisk",
         "generator_version": GENERATOR_VERSION,

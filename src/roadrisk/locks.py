@@ -59,11 +59,14 @@ def take(folder: Path, what: str, wait: bool = False) -> FolderLock:
         handle.close()
         raise RoadriskError(f"error: {folder}: {what} is being trained by {holder(folder)}. Fix: wait for it to end "
                             "(or stop it: its finished folds are kept), or pass --wait to queue behind it") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(json.dumps({"pid": os.getpid(), "host": platform.node(),
-                             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
-    handle.flush()
+    try:  # who holds it, for the next process's message: worth a try, not worth failing over (a full disk)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": platform.node(),
+                                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        handle.flush()
+    except OSError:
+        pass
     return FolderLock(folder, handle)
 
 

@@ -8,11 +8,15 @@ merged on top and the final values are what ``run.json`` records.
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .errors import RoadriskError
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,81 @@ class ModelSpec:
     epoch_plan: Callable[[dict], tuple[int | None, int | None]] | None = None
     # Whether --seed changes anything with these parameters (False: runs that differ only in it are one run)
     seed_matters: Callable[[dict], bool] = lambda params: True
+    # What the parameters roadrisk knows accept, for libraries that store their arguments unchecked
+    # (pytabkit: a bad one surfaced only inside the first fold's fit). Empty: the estimator checks itself.
+    accepts: dict[str, Accepts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """The type and range one parameter accepts; None (the library's default) always passes."""
+
+    kind: type  # int, float, bool or str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # (low, ... rather than [low, ...
+    words: tuple[str, ...] = ()  # strings accepted as well as (or, for str, instead of) a number
+    per_group: bool = False  # a dict of such values is accepted too (RealMLP's lr per parameter group)
+
+    def allows(self, value) -> bool:
+        if value is None:
+            return True
+        if isinstance(value, dict):
+            return self.per_group and all(self.allows(v) for v in value.values())
+        if isinstance(value, str):
+            return value in self.words
+        if self.kind is bool or isinstance(value, bool):  # True is an int to Python, not an epoch count
+            return self.kind is bool and isinstance(value, bool)
+        if not isinstance(value, (int, np.integer) if self.kind is int else (int, float, np.number)):
+            return False
+        number = float(value)
+        if not math.isfinite(number):
+            return False
+        if self.low is not None and (number <= self.low if self.low_open else number < self.low):
+            return False
+        return self.high is None or number <= self.high
+
+    def describe(self) -> str:
+        words = " or ".join(repr(w) for w in self.words)
+        if self.kind is str:
+            return f"one of {', '.join(repr(w) for w in self.words)}"
+        if self.kind is bool:
+            return "True or False"
+        name = {int: "an int", float: "a float"}[self.kind]
+        if self.low is not None or self.high is not None:
+            low = "-inf" if self.low is None else f"{self.low:g}"
+            high = "inf)" if self.high is None else f"{self.high:g}]"
+            name += f" in the range {'(' if self.low_open or self.low is None else '['}{low}, {high}"
+        return f"{name} or {words}" if words else name
+
+
+def validate_params(spec: ModelSpec, params: dict) -> None:
+    """Refuse a parameter value the estimator would reject, before any fold starts: scikit-learn's own
+    validation on the built estimator, or the spec's table for pytabkit. Raises RoadriskError (exit 2)."""
+    for key, accepts in spec.accepts.items():
+        if key in params and not accepts.allows(params[key]):
+            raise RoadriskError(f"error: --param {key}={params[key]!r}: {spec.name} accepts {accepts.describe()}. "
+                                f"Fix: pass --param {key}=VALUE with such a value")
+    if spec.accepts:
+        return
+    estimator = spec.build(params, "cpu", 0, 1)
+    check = getattr(estimator, "_validate_params", None)
+    if check is None:
+        return
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    try:
+        check()
+    except InvalidParameterError as exc:
+        # "The 'max_iter' parameter of HistGradientBoostingRegressor must be an int in the range [1, inf).
+        # Got 'abc' instead." names the key and the range; say it as the flag the user typed.
+        message = str(exc).strip()
+        found = re.match(r"The '(\w+)' parameter of \w+ must be (.+)\. Got .* instead\.$", message, re.DOTALL)
+        if found is None or found.group(1) not in params:
+            raise RoadriskError(f"error: --param: {message} Fix: pass a value in that range") from None
+        key, what = found.groups()
+        raise RoadriskError(f"error: --param {key}={params[key]!r}: {spec.name} accepts {what}. "
+                            f"Fix: pass --param {key}=VALUE with such a value") from None
 
 
 # Parameters roadrisk sets itself, from its own flags: never through --param.
@@ -84,6 +163,30 @@ def _tabm_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
 
 def _tabm_epochs(params: dict) -> tuple[int | None, int | None]:
     return params.get("n_epochs"), params.get("patience", 16)  # pytabkit's TabM: no cap, patience 16
+
+
+_COUNT = Accepts(int, low=1)
+_POSITIVE = Accepts(float, low=0, low_open=True)
+_NON_NEGATIVE = Accepts(float, low=0)
+_FLAG = Accepts(bool)
+# Shared by both pytabkit models: their training loop's settings.
+_PYTABKIT_ACCEPTS = {"n_epochs": _COUNT, "batch_size": _COUNT, "lr": _POSITIVE}
+_TABM_ACCEPTS = {
+    **_PYTABKIT_ACCEPTS,
+    "batch_size": Accepts(int, low=1, words=("auto",)),
+    "arch_type": Accepts(str, words=("tabm", "tabm-mini", "tabm-normal", "tabm-mini-normal", "tabm-packed",
+                                     "plain")),
+    "tabm_k": _COUNT, "n_blocks": Accepts(int, low=1, words=("auto",)), "d_block": _COUNT, "d_embedding": _COUNT,
+    "num_emb_n_bins": Accepts(int, low=2), "dropout": Accepts(float, low=0, high=1), "weight_decay": _NON_NEGATIVE,
+    "patience": _COUNT, "gradient_clipping_norm": Accepts(float, low=0, low_open=True, words=("none",)),
+    "share_training_batches": _FLAG, "allow_amp": _FLAG,
+}
+_REALMLP_ACCEPTS = {
+    **_PYTABKIT_ACCEPTS,
+    "lr": Accepts(float, low=0, low_open=True, per_group=True),
+    "hidden_width": _COUNT, "n_hidden_layers": _COUNT, "p_drop": Accepts(float, low=0, high=1), "wd": _NON_NEGATIVE,
+    "use_early_stopping": _FLAG,
+}
 
 
 def _build_tabm(params: dict, device: str, seed: int, threads: int):
@@ -215,10 +318,11 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(name="tabm", description="pytabkit TabM_D_Regressor (the seed's model)", uses_torch=True,
-                  defaults=_tabm_defaults, build=_build_tabm, wants_validation=True, epoch_plan=_tabm_epochs),
+                  defaults=_tabm_defaults, build=_build_tabm, wants_validation=True, epoch_plan=_tabm_epochs,
+                  accepts=_TABM_ACCEPTS),
         ModelSpec(name="realmlp", description="pytabkit RealMLP_TD_Regressor", uses_torch=True,
                   defaults=_realmlp_defaults, build=_build_realmlp, wants_validation=True,
-                  epoch_plan=_realmlp_epochs),
+                  epoch_plan=_realmlp_epochs, accepts=_REALMLP_ACCEPTS),
         ModelSpec(name="hgb", description="scikit-learn HistGradientBoostingRegressor (CPU baseline)",
                   uses_torch=False, defaults=_hgb_defaults, build=_build_hgb, wants_validation=False,
                   seed_matters=_hgb_seed_matters),

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import records
 from .device import DeviceChoice, apply_threads, choose, matmul_precision_for
-from .models import MODELS, validate_overrides
+from .models import MODELS, validate_overrides, validate_params
 from .profiles import DEFAULT_PROFILE, PROFILES
 from .recipes import RECIPES, default_for, resolve_recipe
 
@@ -171,6 +171,7 @@ def make_plan(opts, facts: dict, data_fingerprint: str, has_original: bool, trai
     defaults = spec.defaults(profile.name, choice.selected, recipe.name)
     validate_overrides(spec, opts.param_overrides)
     params = {**defaults, **opts.param_overrides}
+    validate_params(spec, params)  # a value the estimator would reject fails here, not inside the first fold
     estimator_params = spec.build(defaults, choice.selected, opts.seed, threads).get_params()
     estimator_params.update(opts.param_overrides)  # what building with ``params`` reports
 

@@ -20,8 +20,8 @@ from enum import Enum
 from importlib import metadata
 from pathlib import Path
 
-from .atomic import atomic_write_json
-from .errors import RoadriskError
+from .atomic import atomic_write_json, overwrite_in_place
+from .errors import RoadriskError, WriteFailed
 
 # 2: config.seed is the model's seed alone, beside config.cv_seed (folds) and config.data_seed;
 # config.recipe, kind, host, pid, outputs.folds and resumes were added.
@@ -34,6 +34,9 @@ LOG_FILE = "train.log"
 LIBRARY_LOG_FILE = "library.log"
 OOF_FILE = "oof.csv"
 SUBMISSION_FILE = "submission.csv"
+# What --resume reads from an existing record, and the type each must have: a record missing one was
+# not written by roadrisk train (or was edited), and is refused in one line instead of a KeyError.
+REQUIRED_KEYS = {"status": str, "label": str, "options": dict, "timings": (dict, type(None))}
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PACKAGES = ("torch", "pytabkit", "numpy", "pandas", "scikit-learn", "scipy", "pytorch-lightning", "roadrisk")
 
@@ -214,6 +217,12 @@ class RunRecord:
         if data.get("kind", "train") != "train":
             raise RoadriskError(f"error: --resume {run_dir}: not a training run. Fix: pass a folder written by "
                                 "roadrisk train")
+        # (A newer schema_version is refused by ``read``: rewriting it would drop what the newer roadrisk recorded.)
+        path = Path(run_dir) / RUN_FILE
+        broken = [key for key, kind in REQUIRED_KEYS.items() if key not in data or not isinstance(data[key], kind)]
+        if broken:
+            raise RoadriskError(f"error: {path}: missing or malformed key(s) {', '.join(broken)}. Fix: restore the "
+                                "file roadrisk wrote, or start a new run")
         record = cls.__new__(cls)
         record.run_dir = Path(run_dir)
         record.data = data
@@ -238,4 +247,21 @@ class RunRecord:
         self.data["status"] = Status(status).value
         self.data["ended_at"] = now_iso()
         self.data["error"] = error
-        self.save(durable=True)
+        try:
+            self.save(durable=True)
+        except WriteFailed:
+            # A full disk refuses the temporary copy an atomic save needs; the record must still not claim
+            # ``running`` for a process about to end: overwrite it in place, shortened if it must be.
+            if self.hold_saves or not overwrite_in_place(self.run_dir / RUN_FILE, self._compact_forms()):
+                raise
+
+    # What a shortened record keeps: what --resume needs and what says how the run ended.
+    SHORT_KEYS = ("schema_version", "kind", "run_id", "label", "status", "host", "pid", "started_at", "ended_at",
+                  "command", "options", "timings", "outputs", "error")
+
+    def _compact_forms(self) -> list[bytes]:
+        short = {key: self.data.get(key) for key in self.SHORT_KEYS}
+        short["shortened"] = "the disk was full when the run ended; the rest of this record could not be written"
+        checked = {**short, "config": self.data.get("config"), "data": self.data.get("data")}  # what resume compares
+        return [json.dumps(form, separators=(",", ":"), default=str).encode() + b"\n"
+                for form in (self.data, checked, short)]

@@ -23,6 +23,13 @@ ORIGINAL_FILE = "synthetic_road_accidents_100k.csv"
 GENERATOR_MARKER = "roadrisk-data.json"
 
 
+# The largest magnitude an integer column accepts: 2**53 - 1, the last integer a float64 holds
+# exactly. pandas reads a column as floats as soon as one cell is written 7.0 or 1e3, and casting
+# a float beyond int64's range wraps silently (1e20 becomes -9223372036854775808), so integer cells
+# are checked against this bound before any cast.
+INT_LIMIT = 2**53 - 1
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

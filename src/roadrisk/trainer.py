@@ -11,6 +11,7 @@ the same before adding to it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, fields
@@ -24,7 +25,7 @@ from .atomic import write_predictions_atomic
 from .console import Console, FoldProgress
 from .device import DeviceChoice
 from .driver import Job, drive
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DataError, DeviceUnavailable, RoadriskError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DataError, DeviceUnavailable, RoadriskError, WriteFailed
 from .executors import ExecutorConfig, make_executor
 from .executors.base import FoldData, FoldTask
 from .features import build as build_features
@@ -211,7 +212,15 @@ class TrainingRun:
         record = records.RunRecord(run_dir, opts.label)
         record["command"] = opts.command
         record["options"] = opts.as_record()
-        record.save()
+        try:
+            record.save()
+        except WriteFailed:  # a full disk: leave no empty run folder behind, only the one-line error
+            lock.release()
+            for leftover in run_dir.iterdir():
+                leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+            raise
         return cls(opts, run_dir, record, stream=stream, lock=lock)
 
     @classmethod

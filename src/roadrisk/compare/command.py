@@ -4,8 +4,8 @@ Training runs are diffed against a baseline (device, timings, speed-ups, accurac
 no environment or fold timings of their own, so they join only the leaderboard, where every
 complete run is ranked. The baseline is always a complete training run.
 
-Exit codes: 0 a comparison was produced; 2 none was (nothing to compare, or bad input), with the
-reason. Nothing under runs/ is ever written.
+Exit codes: 0 a comparison was produced; 2 none was (nothing to compare, bad input, or an --out it
+cannot write into), with the reason. Nothing under runs/ is ever written.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def _baseline(runs: list[Run], wanted: str | None) -> tuple[Run | None, str | No
 
 def run_compare(run_dirs: list[Path], runs_dir: Path, baseline: str | None, out_dir: Path, force: bool,
                 echo=print, pool: bool = False) -> int:
+    if out_dir.exists() and not out_dir.is_dir():  # before any work: mkdir would raise FileExistsError
+        echo(f"error: --out {out_dir}: exists and is not a folder. Fix: choose a folder path")
+        return EXIT_USAGE
     selection = select_explicit(run_dirs) if run_dirs else select_latest(runs_dir, pool=pool)
     runs, messages = selection.runs, selection.messages
     complete = [r for r in runs if r.complete]
@@ -66,11 +69,20 @@ def run_compare(run_dirs: list[Path], runs_dir: Path, baseline: str | None, out_
     result["ensembles"] = [r.name for r in ensembles]
     result["leaderboard"] = leaderboard.rank(trained + ensembles)
     text = report.markdown(result, messages) + report.probe_section(probe.latest(runs_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "compare.md", text)
-    atomic_write_json(out_dir / "compare.json", report.as_json(result, messages))
-    atomic_write_bytes(out_dir / "compare.png", plot.render_png(result))
-    atomic_write_bytes(out_dir / "leaderboard.png", plot.render_leaderboard_png(result["leaderboard"]))
+    target = out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, write in (("compare.md", lambda p: atomic_write_text(p, text)),
+                            ("compare.json", lambda p: atomic_write_json(p, report.as_json(result, messages))),
+                            ("compare.png", lambda p: atomic_write_bytes(p, plot.render_png(result))),
+                            ("leaderboard.png",
+                             lambda p: atomic_write_bytes(p, plot.render_leaderboard_png(result["leaderboard"])))):
+            target = out_dir / name
+            write(target)
+    except OSError as exc:  # read-only, full, or a path through a file: each output is whole or absent
+        echo(f"error: --out {out_dir}: cannot write {target} ({exc.strerror or exc}). Fix: point --out at a "
+             "writable folder with free space")
+        return EXIT_USAGE
     echo(text)
     echo("reports: " + ", ".join(str(out_dir / name) for name in ("compare.md", "compare.json", "compare.png",
                                                                   "leaderboard.png")))

@@ -31,10 +31,10 @@ from pathlib import Path
 
 from ..device import DEVICES
 from ..errors import RoadriskError
-from ..models import MODELS, settable_params
+from ..models import MODELS, settable_params, validate_params
 from ..plan import CV_SCHEMES, TARGETS
 from ..profiles import PROFILES
-from ..recipes import RECIPES, default_for
+from ..recipes import RECIPES, default_for, resolve_recipe
 
 try:
     import tomllib
@@ -86,9 +86,21 @@ def _unknown(path: Path, where: str, table: dict, allowed: set) -> None:
         raise _fail(path, where, f"unknown key(s) {', '.join(extra)}", f"use only {', '.join(sorted(allowed))}")
 
 
-def _int(path: Path, where: str, value, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(path, where, f"{value!r} is not a whole number >= {minimum}", "write a number such as 42")
+def _table(path: Path, where: str, value, example: str) -> dict:
+    """A key that must hold a TOML table (``data = 5`` would otherwise fail deep inside as a TypeError)."""
+    if not isinstance(value, dict):
+        raise _fail(path, where, f"{value!r} is not a table", f"write it as {example}")
+    return value
+
+
+# numpy's and torch's generators take seeds below 2**32, as the CLI's --seed does.
+SEED_LIMIT = 2**32 - 1
+
+
+def _int(path: Path, where: str, value, minimum: int = 0, maximum: int = SEED_LIMIT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise _fail(path, where, f"{value!r} is not a whole number in [{minimum}, {maximum}]",
+                    "write a number such as 42")
     return value
 
 
@@ -99,6 +111,16 @@ def _check_params(path: Path, where: str, model: str, params: dict) -> None:
     if unknown:
         raise _fail(path, f"{where} params", f"{', '.join(unknown)} not a parameter of {model} (or set by roadrisk)",
                     f"use one of {', '.join(sorted(settable))}")
+
+
+def _check_values(path: Path, where: str, model: str, profile: str, recipe: str, point: dict) -> None:
+    """A value the estimator would reject fails the spec up front, not one member after the sweep started."""
+    spec = MODELS[model]
+    try:
+        validate_params(spec, {**spec.defaults(profile, "cpu", resolve_recipe(recipe)), **point})
+    except RoadriskError as exc:
+        problem, _, fix = str(exc).removeprefix("error: ").partition(" Fix: ")
+        raise _fail(path, f"{where} params", problem.removeprefix("--param ").rstrip("."), fix) from None
 
 
 def _choice(path: Path, where: str, value, allowed: tuple) -> str:
@@ -124,13 +146,15 @@ def load(path: Path) -> SweepSpec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RoadriskError(f"error: {path}: not valid TOML ({exc}). Fix: see the format in docs/sweep.md") from None
     _unknown(path, "top level", spec, TOP_KEYS)
-    data = spec.get("data", {})
-    defaults = spec.get("defaults", {})
+    data = _table(path, "data", spec.get("data", {}), '[data] with profile = "quick"')
+    defaults = _table(path, "defaults", spec.get("defaults", {}), '[defaults] with recipe = "fast"')
     _unknown(path, "[data]", data, DATA_KEYS)
     _unknown(path, "[defaults]", defaults, MEMBER_KEYS)
     profile = data.get("profile", "quick")
     if profile not in PROFILES:
         raise _fail(path, "[data] profile", repr(profile), f"use one of {', '.join(PROFILES)}")
+    if not isinstance(data.get("data_dir", ""), str):
+        raise _fail(path, "[data] data_dir", repr(data["data_dir"]), 'write a path such as data_dir = "~/kaggle/s5e10"')
     data_dir = Path(data["data_dir"]).expanduser() if data.get("data_dir") else None
     if data_dir is not None and not data_dir.is_absolute():
         data_dir = (path.parent / data_dir).resolve()  # relative to the spec, wherever it is run from
@@ -144,6 +168,7 @@ def load(path: Path) -> SweepSpec:
                     cv_bins=None if spec.get("cv_bins") is None else _int(path, "cv_bins", spec["cv_bins"], 2))
     for number, table in enumerate(models, start=1):
         where = f"[[model]] #{number}"
+        _table(path, where, table, '[[model]] with name = "hgb"')
         _unknown(path, where, table, MODEL_KEYS)
         name = table.get("name")
         if name not in MODELS:
@@ -164,6 +189,7 @@ def load(path: Path) -> SweepSpec:
         folds = settings.get("folds")
         target = _choice(path, f"{where} target", settings.get("target", "raw"), TARGETS)
         for point in grid(params):
+            _check_values(path, where, name, profile, recipe, point)
             for seed in seeds:
                 out.members.append(MemberSpec(name, point, _int(path, f"{where} seeds", seed), recipe,
                                               settings.get("device", "auto"),
