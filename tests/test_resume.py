@@ -225,3 +225,39 @@ def test_cli_resume_refuses_a_record_of_a_newer_schema_and_leaves_it(stopped_cli
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert f"written by a newer roadrisk (schema_version {records.SCHEMA_VERSION + 1} >" in result.stderr
     assert (stopped_cli_run / records.RUN_FILE).read_bytes() == before
+
+
+def test_resume_with_data_dir_relocates_a_moved_folder_and_refuses_other_data(tmp_path, small_data):
+    def stop(spec, *args):
+        raise KeyboardInterrupt
+
+    moved = tmp_path / "moved"
+    shutil.copytree(small_data, moved)
+    outcome = train(_options(tmp_path, data_dir=moved), executor=InlineExecutor(stop))
+    assert outcome.exit_code == 130
+    elsewhere = tmp_path / "elsewhere"
+    moved.rename(elsewhere)  # the folder moved: the record's path is gone
+    other = tmp_path / "other"
+    assert run_cli("data", "--out", str(other), "--train-rows", "300", "--test-rows", "50").returncode == 0
+    refused = run_cli("train", "--resume", str(outcome.run_dir), "--data-dir", str(other))
+    assert refused.returncode == 2 and "data fingerprint differs" in refused.stdout + refused.stderr
+    result = run_cli("train", "--resume", str(outcome.run_dir), "--data-dir", str(elsewhere))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    record = _record(outcome.run_dir)
+    assert record["status"] == "complete" and record["options"]["data_dir"] == str(elsewhere.resolve())
+
+
+@pytest.mark.parametrize("flag", [("--label", "x"), ("--runs-dir", "/tmp/x")])
+def test_resume_refuses_flags_it_would_ignore(tmp_path, flag):
+    run_dir = _interrupted(tmp_path, None, at_fold=0)
+    result = run_cli("train", "--resume", str(run_dir), *flag)
+    assert result.returncode == 2 and f"--resume with {flag[0]}" in result.stderr
+
+
+def test_true_and_false_in_a_param_are_booleans():
+    from roadrisk.cli import _key_value
+
+    assert _key_value("early_stopping=true") == ("early_stopping", True)
+    assert _key_value("early_stopping=False") == ("early_stopping", False)
+    assert _key_value("max_features=None") == ("max_features", None)
+    assert _key_value("arch_type=tabm-mini") == ("arch_type", "tabm-mini")

@@ -61,6 +61,9 @@ def _key_value(text: str) -> tuple[str, object]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    words = {"true": True, "false": False, "none": None, "null": None}  # what a shell user types for Python's
+    if raw.strip().lower() in words:
+        return key.strip(), words[raw.strip().lower()]
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
@@ -266,6 +269,11 @@ def _cmd_train(args, argv: list[str]) -> int:
         return train(opts).exit_code
     if "dry_run" in given:
         raise RoadriskError("error: --resume with --dry-run: a resumed run trains. Fix: drop one of the two")
+    for name in ("label", "runs_dir"):
+        if name in given:
+            flag = "--" + name.replace("_", "-")
+            raise RoadriskError(f"error: --resume with {flag}: a resumed run stays in its own folder, under its own "
+                                f"label. Fix: drop {flag}")
     values = {name: getattr(opts, name) for name in given if hasattr(opts, name) and name != "executor"}
     if given & {"executor", "jobs", "address", "cpus_per_task", "gpus_per_task"}:
         values["executor"] = opts.executor  # how folds are spread may change on --resume

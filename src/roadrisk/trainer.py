@@ -86,8 +86,9 @@ class TrainOptions:
 
 
 # Options that decide what a run computes: --resume takes them from the run itself, and one given with
-# --resume must agree with the run. The executor (how folds are spread) may change.
-RESUME_FLAGS = ("data_dir", "profile", "model", "recipe", "device", "strict_device", "folds", "seed", "cv_seed",
+# --resume must agree with the run. The executor (how folds are spread) may change, and so may --data-dir
+# (the folder moved): the plan's data fingerprint then checks it holds the same files.
+RESUME_FLAGS = ("profile", "model", "recipe", "device", "strict_device", "folds", "seed", "cv_seed",
                 "data_seed", "target", "cv", "cv_bins", "matmul_precision", "param_overrides", "save_models")
 
 
@@ -258,6 +259,8 @@ class TrainingRun:
                                     "settings) or start a new run")
         if "executor" in given:
             opts.executor = given["executor"]
+        if given.get("data_dir") is not None:
+            opts.data_dir = Path(given["data_dir"])
         opts.dry_run = False
         record = records.RunRecord(run_dir, previous["label"])
         record.hold_saves = True  # until the checks in prepare pass, the old record stays as it is
