@@ -88,7 +88,10 @@ def _cli_bad_value(model, override, tmp_path):
 @pytest.mark.parametrize("case", [c for c in sorted(BAD_VALUES) if c.startswith("hgb")])
 def test_cli_bad_hgb_value_exits_2_before_the_first_fold(case, tmp_path):
     model, override, words = BAD_VALUES[case]
-    result, errors, record = _cli_bad_value(model, override, tmp_path)
+    _assert_refused_before_any_fold(*_cli_bad_value(model, override, tmp_path), words)
+
+
+def _assert_refused_before_any_fold(result, errors, record, words) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(errors) == 1 and all(word in errors[0] for word in words), errors
     assert "--resume" not in result.stdout + result.stderr and "progress: fold" not in result.stdout
@@ -99,10 +102,7 @@ def test_cli_bad_hgb_value_exits_2_before_the_first_fold(case, tmp_path):
 @pytest.mark.parametrize("case", ["tabm lr=-1", "realmlp n_epochs=abc"])
 def test_cli_bad_pytabkit_value_exits_2_before_the_first_fold(case, tmp_path):
     model, override, words = BAD_VALUES[case]
-    result, errors, record = _cli_bad_value(model, override, tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert len(errors) == 1 and all(word in errors[0] for word in words), errors
-    assert "--resume" not in result.stdout + result.stderr and "progress: fold" not in result.stdout
+    _assert_refused_before_any_fold(*_cli_bad_value(model, override, tmp_path), words)
 
 
 @pytest.mark.parametrize("flag", ["--seed", "--cv-seed", "--data-seed"])

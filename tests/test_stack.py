@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from roadrisk import data, records, schema
-from roadrisk.cli import main
 from roadrisk.compare import leaderboard
 from roadrisk.compare.runs import read_run
 from roadrisk.ensemble import STACK_MODEL_NAMES
@@ -25,6 +24,7 @@ from roadrisk.folds import fold_assignment, rmse
 from roadrisk.generator import write_dataset
 
 from .conftest import run_cli
+from .test_ensemble import _ensemble, _only_run
 
 FOLDS, CV_SEED = 3, 42
 HAVE_XGBOOST = True
@@ -259,20 +259,6 @@ def stackable(tmp_path):
                                                                                    index=False)
         runs.append(run_dir)
     return {"root": tmp_path, "members": runs, "data_dir": data_dir, "y": y, "test_ids": dataset.test[schema.ID]}
-
-
-def _ensemble(capsys, runs_dir: Path, *args) -> tuple[int, str, str]:
-    try:
-        code = main(["ensemble", *map(str, args), "--runs-dir", str(runs_dir)])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _only_run(runs_dir: Path, label: str = "ensemble") -> Path:
-    (run_dir,) = list((runs_dir / label).iterdir())
-    return run_dir
 
 
 @pytest.mark.parametrize("model", LEVEL2)
