@@ -14,9 +14,9 @@ from roadrisk import environment
 from roadrisk import folds as folds_module
 from roadrisk.errors import RoadriskError
 from roadrisk.executors import ExecutorConfig
+from roadrisk.preparation import DataCache
 from roadrisk.sweep import spec as spec_module
 from roadrisk.sweep.runner import plan_members, run_sweep
-from roadrisk.trainer import DataCache
 
 from .conftest import run_cli
 

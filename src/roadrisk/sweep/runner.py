@@ -25,8 +25,9 @@ from ..driver import Job, drive
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RoadriskError
 from ..executors import ExecutorConfig, make_executor
 from ..models import MODELS
+from ..preparation import DataCache, embedded_or_given, plan_for, prepare
 from ..records import SWEEP_FILE, Status
-from ..trainer import DataCache, TrainingRun, TrainOptions, embedded_or_given, plan_for, prepare
+from ..trainer import TrainingRun, TrainOptions
 from . import spec as spec_module
 from .progress import SweepProgress
 
