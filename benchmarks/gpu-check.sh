@@ -36,6 +36,22 @@ fi
 
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# The GBDTs on CUDA against their own CPU runs, at Kaggle size (embedded full data, residual target, the CPU
+# side on every core): OUT_DIR/gbdt/<model>-<device>/ holds the records, <model>-<device>.log what they printed.
+# xgboost needs its CUDA build (PyPI's xgboost, not xgboost-cpu); a library that is missing is said and skipped.
+for pair in xgb:xgboost catboost:catboost; do
+    model=${pair%%:*} library=${pair##*:}
+    if ! "$python" -c "import $library" 2>/dev/null; then
+        echo "note: benchmarks/gpu-check.sh: $library is not installed: no $model rows" >&2
+        continue
+    fi
+    for device in cuda cpu; do
+        "$python" -m roadrisk train --profile full --model "$model" --target residual --device "$device" \
+            --strict-device --label "$model-$device" --runs-dir "$out/gbdt" >"$out/$model-$device.log" 2>&1 \
+            || echo "note: benchmarks/gpu-check.sh: $model on $device failed, see $out/$model-$device.log" >&2
+    done
+done
+
 # GPU sharing between folds (--gpus-per-task) needs Ray; without it that section says so and the rest runs.
 sections=(accelerator full-run)
 if "$python" -c 'import ray' 2>/dev/null; then sections+=(gpu-share); fi
