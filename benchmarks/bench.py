@@ -10,6 +10,9 @@
 6b. cluster           members per hour with 1 vs 2 workers in the compose Ray cluster (needs an engine)
                       -- cluster_scaling.py
 7. epoch-rates        seconds per epoch per row on this CPU, against what the full-on-CPU warning quotes
+8. accuracy           on DATA_DIR (or --data-dir): every model x target on the same folds, OOF RMSE and fit
+                      time, and the ensemble methods, each as a ratio against plain scikit-learn-default HGB
+                      -- accuracy.py (`make bench ARGS="--only accuracy" DATA_DIR=...`)
 
 `make bench ARGS="--only accelerator full-run"` runs just the GPU half.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 
 import accelerator  # benchmarks/ is this script's folder, first on sys.path
+import accuracy
 import cluster_scaling
 import epoch_rates
 import numpy as np
@@ -345,7 +350,8 @@ def render(result: dict) -> str:
     s = result["scaling"]
     ray_lines = [*ray_cost.render(result.get("ray") or {}, result.get("gpu_share") or {}),
                  *cluster_scaling.render(result.get("cluster") or {}),
-                 *epoch_rates.render(result.get("epoch_rates") or {})]
+                 *epoch_rates.render(result.get("epoch_rates") or {}),
+                 *accuracy.render(result.get("accuracy") or {})]
     if not s["rows"]:
         return "\n".join([*out, "", "## 5. Scaling on this CPU (2 folds)", "", "- skipped", *ray_lines, ""])
     out += ["", "## 5. Scaling on this CPU (2 folds)", "",
@@ -360,7 +366,7 @@ def render(result: dict) -> str:
 
 
 SECTIONS = ("overhead", "data", "container", "jobs", "accelerator", "full-run", "scaling", "ray", "gpu-share", "cluster",
-            "epoch-rates")
+            "epoch-rates", "accuracy")
 # Overhead rows: (model, profile, repeats). hgb's quick run is 2 s, so it gets the most repeats; the
 # Kaggle-size hgb row shows the ratio a real run pays.
 OVERHEAD_ROWS = (("hgb", "quick", 7), ("realmlp", "quick", 2), ("hgb", "full", 3))
@@ -389,6 +395,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="data of section 6's members (default quick; smoke only checks the code)")
     parser.add_argument("--cluster-repeats", type=int, default=2,
                         help="alternating 1-worker/2-worker repeats of `make run-cluster` in section 6b (default 2)")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DATA_DIR") or None,
+                        help="section 8's data (default DATA_DIR; without one, section 8 is not measured)")
+    parser.add_argument("--accuracy-folds", type=int, default=5, help="section 8: K in K-fold (default 5)")
+    parser.add_argument("--accuracy-cv", default="kfold", choices=("kfold", "stratified"), help="section 8's folds")
+    parser.add_argument("--accuracy-cv-seed", type=int, default=42, help="section 8: seed of the folds (default 42)")
+    parser.add_argument("--accuracy-models", nargs="+", default=list(accuracy.TREES + accuracy.TORCH),
+                        choices=list(accuracy.TREES + accuracy.TORCH), help="section 8's models (default all)")
+    parser.add_argument("--accuracy-torch-profile", default="quick", choices=sorted(PROFILES),
+                        help="section 8: profile of tabm/realmlp (default quick; full takes an hour on a CPU)")
+    parser.add_argument("--accuracy-fixed-rounds", action="store_true",
+                        help="section 8: also refit each GBDT at its mean early-stopped round count without "
+                             "early stopping (what picking the round on the validation rows is worth)")
     parser.add_argument("--from-json", type=Path, metavar="BENCH_JSON",
                         help="measure nothing: write bench.md and bench.png again from a saved bench.json")
     args = parser.parse_args(argv)
@@ -434,6 +452,15 @@ def main(argv: list[str] | None = None) -> int:
                                if "gpu-share" in wanted else skipped)
         result["cluster"] = cluster_scaling.cluster_scaling(tmp, log, args.cluster_repeats) if "cluster" in wanted else skipped
         result["epoch_rates"] = epoch_rates.epoch_rates(log) if "epoch-rates" in wanted else skipped
+        if "accuracy" not in wanted:
+            result["accuracy"] = skipped
+        elif args.data_dir is None:
+            result["accuracy"] = {"measured": False, "why": "no data dir: pass DATA_DIR=... (or --data-dir)"}
+        else:
+            result["accuracy"] = accuracy.accuracy(
+                args.data_dir, tmp, log, n_folds=args.accuracy_folds, cv_seed=args.accuracy_cv_seed,
+                cv=args.accuracy_cv, models=tuple(args.accuracy_models), torch_profile=args.accuracy_torch_profile,
+                fixed_rounds=args.accuracy_fixed_rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "bench.json", json.loads(json.dumps(result, default=float)))
     return write_reports(result, args.out)

@@ -265,7 +265,10 @@ class CatBoostRegressor(BoostedRegressor):
             estimator.set_params(early_stopping_rounds=None)
             estimator.fit(X, y, **fit_args)
         else:
-            estimator.fit(X, y, eval_set=(X_val, y_val), use_best_model=True, **fit_args)
+            # The best round is kept only when early stopping is on: with early_stopping_rounds None the fit
+            # runs every round asked for and never picks one by the validation rows.
+            estimator.fit(X, y, eval_set=(X_val, y_val),
+                          use_best_model=self.params.get("early_stopping_rounds") is not None, **fit_args)
             if progress is not None and on_gpu:
                 for number, value in enumerate(estimator.get_evals_result().get("validation", {}).get("RMSE", []), 1):
                     progress.round(number, value)

@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train with K-fold CV and write a run to runs/<label>/")
     train.add_argument("--data-dir", type=Path, help="folder with train.csv and test.csv "
-                       "(and optionally synthetic_road_accidents_100k.csv); default: the embedded data")
+                       "(and optionally the original synthetic_road_accidents_2k/_10k/_100k.csv: all present are "
+                       "joined); default: the embedded data")
     train.add_argument("--profile", choices=sorted(PROFILES),
                        help=f"run size (default {DEFAULT_PROFILE}; full with --data-dir): " +
                        "; ".join(f"{p.name}: {p.purpose}" for p in PROFILES.values()))
@@ -296,7 +297,7 @@ def _cmd_data(args) -> int:
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise RoadriskError(f"error: --out {out}: exists and is not a folder. Fix: choose a folder path")
-    kaggle_files = [name for name in (schema.TRAIN_FILE, schema.TEST_FILE, schema.SUBMISSION_FILE, schema.ORIGINAL_FILE)
+    kaggle_files = [name for name in (schema.TRAIN_FILE, schema.TEST_FILE, schema.SUBMISSION_FILE, *schema.ORIGINAL_FILES)
                     if (out / name).exists()]
     if kaggle_files and read_marker(out) is None and not args.force:
         raise RoadriskError(f"error: --out {out}: already holds {', '.join(kaggle_files)} not written by roadrisk "

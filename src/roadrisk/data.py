@@ -34,6 +34,7 @@ class Dataset:
     fingerprint: str
     files: dict = field(default_factory=dict)  # name -> {bytes, sha256}
     notes: list[str] = field(default_factory=list)  # things worth saying that are not errors
+    original_files: dict = field(default_factory=dict)  # original file name -> rows, joined for orig_ features
 
     def summary(self) -> dict:
         return {
@@ -44,6 +45,7 @@ class Dataset:
             "train_rows": len(self.train),
             "test_rows": len(self.test),
             "original_rows": 0 if self.original is None else len(self.original),
+            "original_files": self.original_files,
             "fingerprint": self.fingerprint,
             "files": self.files,
             "notes": self.notes,
@@ -97,8 +99,7 @@ def load(data_dir: Path, source: str = "directory") -> Dataset:
     files: dict = {}
     train = _read(data_dir, schema.TRAIN_FILE, schema.TRAIN_COLUMNS, required=True, problems=problems, files=files)
     test = _read(data_dir, schema.TEST_FILE, schema.TEST_COLUMNS, required=True, problems=problems, files=files)
-    original = _read(data_dir, schema.ORIGINAL_FILE, schema.ORIGINAL_COLUMNS, required=False, problems=problems,
-                     files=files)
+    original, original_files = _read_originals(data_dir, problems, files)
     if problems:
         raise DataError(problems)
     assert train is not None and test is not None
@@ -116,8 +117,23 @@ def load(data_dir: Path, source: str = "directory") -> Dataset:
     return Dataset(
         train=train, test=test, original=original, source=source, path=data_dir.resolve(),
         generated=read_marker(data_dir), fingerprint=fingerprint[:16], files=files,
-        notes=_unseen_in_train(train, test),
+        notes=_unseen_in_train(train, test), original_files=original_files,
     )
+
+
+def _read_originals(data_dir: Path, problems: list[str], files: dict) -> tuple[pd.DataFrame | None, dict]:
+    """Every published size of the original data that is in ``data_dir`` (schema.ORIGINAL_FILES), read and
+    checked like the others and joined in that order; (the joined frame or None, {file name: rows}).
+    Each file's sha256 goes into ``files``, so the fingerprint changes when one is added or removed."""
+    frames, rows = [], {}
+    for name in schema.ORIGINAL_FILES:
+        frame = _read(data_dir, name, schema.ORIGINAL_COLUMNS, required=False, problems=problems, files=files)
+        if frame is not None:
+            frames.append(frame)
+            rows[name] = len(frame)
+    if not frames:
+        return None, rows
+    return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), rows
 
 
 def _plain(value):

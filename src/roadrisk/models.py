@@ -224,11 +224,27 @@ def _build_realmlp(params: dict, device: str, seed: int, threads: int):
 
 def _hgb_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
     # The same in both recipes: a CPU model has no device speed-ups to drop.
-    # Shallow, well-regularised trees: the signal is a few additive steps, and deep trees chase noise
-    # (default settings land 2% above the floor on the quick data, these 0.4%).
-    # Smoke folds hold ~1k rows, where leaves of 100 rows cannot resolve the five steps.
-    return dict(max_iter=300 if profile == "full" else 200, learning_rate=0.05, max_leaf_nodes=7,
-                min_samples_leaf=20 if profile == "smoke" else 100, early_stopping=False)
+    if profile != "full":
+        # smoke/quick are the embedded data, where the formula is the truth: shallow, well-regularised trees,
+        # since the signal is a few additive steps and deep trees chase noise (default settings land 2% above
+        # the floor on the quick data, these 0.4%). Smoke folds hold ~1k rows, where leaves of 100 rows cannot
+        # resolve the five steps. Fixed rounds: deterministic, so runs differing only in --seed are one run.
+        return dict(max_iter=200, learning_rate=0.05, max_leaf_nodes=7,
+                    min_samples_leaf=20 if profile == "smoke" else 100, early_stopping=False)
+    # full (what --data-dir runs): chosen on 4,000 rows of the real development sample (5-fold KFold, cv_seed
+    # 42, fast-recipe features, paired on the same folds), where the embedded data's settings (7 leaves,
+    # min_samples_leaf 100, 300 rounds) scored OOF RMSE 0.05856 raw / 0.05786 residual, and these 0.05791 / 0.05758.
+    return dict(
+        learning_rate=0.05,  # 0.1 was worse at 7 leaves: 0.05789 raw at its best round count, 0.05767 at 0.05
+        max_leaf_nodes=7,  # shallow trees still: 15 leaves scored 0.05813 raw / 0.05771 residual
+        # scikit-learn's own default. Leaves of 100 rows lose on real rows (0.05836 against 0.05767 at 150
+        # fixed rounds, raw); 50 rows land between (0.05801).
+        min_samples_leaf=20,
+        # The right number of rounds grows with the rows (~100 on 3,200 real rows; a Kaggle fold's 414k rows
+        # take far more), so it stops on 10% of the fold's *training* rows, never its validation rows, so the
+        # OOF score stays honest. The split makes the seed matter. 2000 is a cap.
+        max_iter=2000, early_stopping=True, validation_fraction=0.1, n_iter_no_change=20,
+    )
 
 
 def _hgb_seed_matters(params: dict) -> bool:

@@ -17,7 +17,10 @@ TARGET = "accident_risk"
 TRAIN_FILE = "train.csv"
 TEST_FILE = "test.csv"
 SUBMISSION_FILE = "sample_submission.csv"
-ORIGINAL_FILE = "synthetic_road_accidents_100k.csv"
+ORIGINAL_FILE = "synthetic_road_accidents_100k.csv"  # the name roadrisk's generator writes
+# The original data is published in three sizes; any of them in --data-dir is used, and all that are
+# present are joined (in this order) for the orig_ features, as the 5th place in S5E10 did.
+ORIGINAL_FILES = ("synthetic_road_accidents_2k.csv", "synthetic_road_accidents_10k.csv", ORIGINAL_FILE)
 # Written next to generated files so the loader knows the data came from our generator
 # (and so that the floor RMSE of the best possible predictor is meaningful on it).
 GENERATOR_MARKER = "roadrisk-data.json"
