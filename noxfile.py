@@ -239,6 +239,13 @@ def tests(session: nox.Session, pandas: str) -> None:
     session.run(str(bin_dir / "python"), "-m", "pytest", *args, external=True)
 
 
+@nox.session(name="tests_fast", python=False)
+def tests_fast(session: nox.Session) -> None:
+    """The edit-test loop: every test not marked slow (no torch training, no image or container), pandas 3."""
+    bin_dir = host_venv(session)
+    session.run(str(bin_dir / "python"), "-m", "pytest", "tests", "-m", "not slow", *session.posargs, external=True)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff on the code; hadolint on the Dockerfiles."""

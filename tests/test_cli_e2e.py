@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 CHATTER = ("GPU available", "Tip:", "LeafSpec", "UserWarning", "Traceback", "litlogger")
 
 
-@pytest.mark.parametrize("model", ["hgb", "realmlp", "tabm"])
+@pytest.mark.parametrize("model", ["hgb", pytest.param("realmlp", marks=pytest.mark.slow),
+                                   pytest.param("tabm", marks=pytest.mark.slow)])
 def test_smoke_train_each_model_on_cpu(tmp_path, model):
     result = run_cli("train", "--profile", "smoke", "--model", model, "--device", "cpu",
                      "--runs-dir", str(tmp_path), "--label", f"e2e-{model}")
@@ -39,6 +40,7 @@ def _this_machine() -> dict:
     return environment.collect()
 
 
+@pytest.mark.slow  # trains realmlp (on the CPU here)
 def test_mps_request_gets_mps_where_it_exists_and_falls_back_with_the_reason_elsewhere(tmp_path):
     result = run_cli("train", "--profile", "smoke", "--model", "realmlp", "--device", "mps", "--param", "n_epochs=2",
                      "--runs-dir", str(tmp_path))
@@ -62,6 +64,7 @@ def test_strict_request_for_a_missing_accelerator_exits_3_with_what_to_do(tmp_pa
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # trains TabM until its second fold
 def test_sigint_mid_run_leaves_an_interrupted_record(tmp_path):
     code, rest = signal_at_second_fold(tmp_path, signal.SIGINT)
     assert code == 130

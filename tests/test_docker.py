@@ -34,8 +34,14 @@ ENGINE = bool(DOCKER) and subprocess.run([DOCKER, "version"], capture_output=Tru
 # In CI (CI=true, set by .ci/run) a missing engine is a broken provisioning step: the tests run and
 # fail rather than skip, so a green CI always means the containers were really exercised.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-needs_engine = pytest.mark.skipif(not ENGINE and not IN_CI, reason="no Docker engine answers `docker version` "
-                                  "(CI provisions one in .ci/run; locally start Docker)")
+_skip_without_engine = pytest.mark.skipif(not ENGINE and not IN_CI, reason="no Docker engine answers `docker "
+                                          "version` (CI provisions one in .ci/run; locally start Docker)")
+
+
+def needs_engine(test):
+    """A test that builds an image or starts a container: skipped without an engine, and slow (make test-fast
+    leaves it out; make test runs it)."""
+    return pytest.mark.slow(_skip_without_engine(test))
 
 
 def test_ci_has_a_docker_engine():

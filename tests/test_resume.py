@@ -109,6 +109,7 @@ def test_a_saved_fold_of_another_plan_is_refused(tmp_path, monkeypatch):
     assert outcome.exit_code == 2 and "holds other rows than fold 2" in (run_dir / "train.log").read_text()
 
 
+@pytest.mark.slow  # trains TabM, then resumes it
 def test_sigterm_keeps_finished_folds_and_the_cli_resumes(tmp_path):
     """docker stop sends SIGTERM: the run records interrupted with its folds, and --resume finishes it."""
     code, rest = signal_at_second_fold(tmp_path, signal.SIGTERM)

@@ -170,6 +170,7 @@ def test_a_failing_member_fails_alone(tmp_path):
 
 # ---------------------------------------------------------------- Ray
 
+@pytest.mark.slow  # trains realmlp twice, inline and on Ray
 def test_inline_and_ray_give_the_same_predictions_and_records(tmp_path, local_ray):
     text = HGB_ONLY + """
     [[model]]
@@ -218,6 +219,7 @@ def test_the_features_go_to_the_object_store_once(tmp_path, local_ray):
     assert len(executor._data_refs) == 1  # 2 members x 2 folds, one put
 
 
+@pytest.mark.slow  # trains realmlp on Ray
 def test_a_ray_worker_killed_mid_fold_is_retried_and_the_sweep_finishes(tmp_path, local_ray):
     import psutil
 
