@@ -77,6 +77,7 @@ def test_gpu_check_script_refuses_a_machine_without_cuda_in_one_line(tmp_path):
     assert not (tmp_path / "gpu" / "bench.json").exists()
 
 
+@pytest.mark.slow  # starts Ray, trains a sweep four times
 def test_ray_section_runs_both_sides_and_gpu_sharing_is_not_measured_without_cuda(tmp_path):
     result, text = _bench(tmp_path, "--only", "ray", "gpu-share", "--ray-repeats", "2", "--ray-profile", "smoke",
                           "--accelerator-device", "none")

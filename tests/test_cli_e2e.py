@@ -102,6 +102,7 @@ def test_data_command_writes_kaggle_files_and_protects_real_data(tmp_path):
     assert (real / "train.csv").read_text() == "id,accident_risk\n0,0.5\n"
 
 
+@pytest.mark.slow  # generates data and trains through the CLI
 def test_generated_dir_trains_like_embedded_and_knows_its_floor(tmp_path):
     out = tmp_path / "gen"
     run_cli("data", "--out", str(out), "--train-rows", "1500", "--test-rows", "200", "--original-rows", "500")
@@ -117,7 +118,7 @@ def test_generated_dir_trains_like_embedded_and_knows_its_floor(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["train", "--folds", "1"], ["--folds", "at least 2"]),
     (["train", "--device", "tpu"], ["--device", "invalid choice"]),
-    (["train", "--model", "xgb"], ["--model"]),
+    (["train", "--model", "xgboost9"], ["--model"]),  # xgb became a model: a name that never will
     (["train", "--label", "a/b"], ["--label"]),
     (["frobnicate"], ["invalid choice"]),
 ])
@@ -129,6 +130,7 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, args, words):
         assert word in result.stderr
 
 
+@pytest.mark.slow  # two CLI trainings, one on worker processes
 def test_parallel_folds_give_the_same_predictions_as_serial(tmp_path):
     """--jobs 2 runs folds in spawned workers; the assembled OOF must match the serial run's."""
     outputs = {}

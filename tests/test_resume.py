@@ -52,6 +52,7 @@ def test_each_finished_fold_is_kept_on_disk_and_in_the_record(tmp_path, monkeypa
     assert not list(run_dir.glob("folds/.*.tmp"))
 
 
+@pytest.mark.slow  # three trainings
 def test_resumed_hgb_run_writes_the_same_bytes_as_an_uninterrupted_one(tmp_path, monkeypatch):
     whole = train(_options(tmp_path, label="whole"))
     run_dir = _interrupted(tmp_path, monkeypatch, at_fold=1)

@@ -120,6 +120,7 @@ def test_an_unused_seed_is_one_member_and_said_once(tmp_path):
 
 # ---------------------------------------------------------------- running and re-running
 
+@pytest.mark.slow  # trains a sweep, then runs it again
 def test_a_finished_sweep_run_again_trains_nothing(tmp_path):
     runs, spec = tmp_path / "runs", _spec(tmp_path)
     assert run_sweep(spec, runs, echo=lambda line: None) == 0
@@ -134,6 +135,7 @@ def test_a_finished_sweep_run_again_trains_nothing(tmp_path):
     assert all(m["reused"] for m in _book(runs)["members"])
 
 
+@pytest.mark.slow  # trains a sweep twice
 def test_an_interrupted_sweep_resumes_its_members_where_they_stopped(tmp_path):
     runs, spec = tmp_path / "runs", _spec(tmp_path)
     real = folds_module.run_fold
@@ -256,6 +258,7 @@ def test_a_ray_worker_killed_mid_fold_is_retried_and_the_sweep_finishes(tmp_path
     assert member["status"] == "complete" and member["attempts"] >= 3  # 2 folds, one of them started twice
 
 
+@pytest.mark.slow  # starts a local Ray through the CLI
 def test_train_spreads_one_runs_folds_over_ray_through_the_cli(tmp_path):
     result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--executor", "ray", "--runs-dir",
                      str(tmp_path))
