@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import noxsupport
 import pytest
 
 from .conftest import ROOT
@@ -20,12 +21,7 @@ pytestmark = pytest.mark.docker
 
 
 def _docker_cli() -> str | None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("noxfile_for_tests", ROOT / "noxfile.py")
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
-    cli = noxfile.docker_cli()
+    cli = noxsupport.docker_cli()  # the CLI the nox sessions use
     return cli if shutil.which(cli) else None
 
 
