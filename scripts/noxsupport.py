@@ -286,26 +286,47 @@ WHEELHOUSE_IN_CONTEXT = ROOT / "docker" / ".wheelhouse"
 IMAGE_SOURCE_LABEL = "org.opencontainers.image.source=https://github.com/roadrisk/roadrisk"
 
 
+VARIANTS_FILE = ROOT / "docker" / ".env"  # the variant table; compose reads it by itself (its .env)
+VARIANT_FIELDS = ("IMAGE", "TORCH", "TARGET", "EXTRAS", "LABEL", "DEVICE", "GPUS")
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One image and how a container of it runs."""
+    """One image and how a container of it runs: a row of docker/.env."""
 
     name: str
-    dockerfile: str
     tag: str
+    torch: str  # docker/Dockerfile's TORCH build argument: cpu | cuda
+    target: str  # the Dockerfile stage: final (the TORCH build's image) or mps (the CPU image asking for MPS)
+    extras: str  # pyproject.toml optional dependencies the image installs (EXTRAS)
     label: str  # the run label
     device: str  # the --device a run gets when DEVICE is unset
-    gpus: bool = False  # docker run --gpus all
-    build_args: tuple[str, ...] = ()
+    gpus: bool  # docker run --gpus all
 
 
-VARIANTS = {variant.name: variant for variant in (
-    Variant("cpu", "docker/Dockerfile", "roadrisk:cpu", "docker", "auto"),
-    Variant("mps", "docker/Dockerfile.mps", "roadrisk:mps", "docker-mps", "mps"),
-    Variant("gpu", "docker/Dockerfile.gpu", "roadrisk:gpu", "docker-gpu", "cuda", gpus=True),
-    # the compose cluster's nodes: the CPU Dockerfile with the [ray] extra, its own tag so roadrisk:cpu stays without Ray
-    Variant("cpu-ray", "docker/Dockerfile", "roadrisk:cpu-ray", "cluster", "auto", build_args=("EXTRAS=ray",)),
-)}
+def read_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines and # comments: the part of the .env format that compose and this reader agree on."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def read_variants(text: str) -> dict[str, Variant]:
+    """ROADRISK_<VARIANT>_<FIELD>=value lines as Variants; CPU_RAY is the variant cpu-ray."""
+    rows: dict[str, dict[str, str]] = {}
+    for key, value in read_env_file(text).items():
+        name, _, field = key.removeprefix("ROADRISK_").rpartition("_")
+        if key.startswith("ROADRISK_") and field in VARIANT_FIELDS:
+            rows.setdefault(name.lower().replace("_", "-"), {})[field] = value
+    missing = [f"{name}: {', '.join(f for f in VARIANT_FIELDS if f not in row)}" for name, row in rows.items()
+               if set(row) != set(VARIANT_FIELDS)]
+    if missing:
+        raise Problem(f"{VARIANTS_FILE}: variants without every field ({'; '.join(missing)}): each needs "
+                      + ", ".join(VARIANT_FIELDS))
+    return {name: Variant(name, row["IMAGE"], row["TORCH"], row["TARGET"], row["EXTRAS"], row["LABEL"], row["DEVICE"],
+                          row["GPUS"] == "all") for name, row in rows.items()}
+
+
+VARIANTS = read_variants(VARIANTS_FILE.read_text())
 
 
 def docker_cli() -> str:
@@ -373,11 +394,11 @@ def git_commit() -> str:
 
 
 def build_command(variant: Variant, base: str) -> list[str]:
-    """`docker build` for one variant (the CLI not included)."""
-    args = ["build", "--network=host", "-f", variant.dockerfile, "-t", variant.tag,
+    """`docker build` for one variant (the CLI not included): the one Dockerfile, the variant's stage and torch."""
+    args = ["build", "--network=host", "-f", "docker/Dockerfile", "--target", variant.target, "-t", variant.tag,
             "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"GIT_COMMIT={git_commit()}",
-            "--build-arg", f"TORCH_INDEX_URL={torch_index()}",
-            *(arg for pair in variant.build_args for arg in ("--build-arg", pair))]
+            "--build-arg", f"TORCH={variant.torch}", "--build-arg", f"EXTRAS={variant.extras}",
+            "--build-arg", f"TORCH_INDEX_URL={torch_index()}"]
     targets = knob("PLATFORMS")
     if targets:  # the Dockerfile asks the platform table inside the build, so any architecture gets its torch
         # several platforms at once need buildx (and, to run a foreign one, QEMU): docs/platforms.md
@@ -471,34 +492,25 @@ def sweep_summary(sweep_json: Path, workers: int) -> tuple[str, str]:
     return line, warning
 
 
-CLUSTER_START_TIMEOUT_S = 180  # 16 s measured here: room for a loaded laptop, not for a hung node
-# Asked inside the head: how many nodes the cluster's control store knows alive, and their CPUs for tasks.
-NODES_ALIVE = ("import json, ray; ray.init(address='auto', logging_level='ERROR', log_to_driver=False); "
-               "print(json.dumps({'alive': sum(n['Alive'] for n in ray.nodes()), "
-               "'cpus': ray.cluster_resources().get('CPU', 0)}))")
 
-
-def wait_for_nodes(session, compose: list[str], env: dict, nodes: int) -> dict:
-    """Poll the head until all `nodes` (head and workers) are alive; stop at once, with its log, if a node's
-    container exited."""
+def start_cluster(session, compose: list[str], env: dict, workers: int) -> dict:
+    """`compose up` the head and `workers` workers; it returns once the head's health check sees every node
+    (the `ready` service waits on it: docker/docker-compose.ray.yml). {"alive", "cpus", "seconds"}."""
     import time
 
-    started, alive = time.monotonic(), {"alive": 0, "cpus": 0}
-    while time.monotonic() - started < CLUSTER_START_TIMEOUT_S:
-        exited = subprocess.run([docker_cli(), "ps", "--all", "--filter", f"label=com.docker.compose.project={CLUSTER_PROJECT}",
-                                 "--filter", "status=exited", "--format", '{{.Label "com.docker.compose.service"}}'],
-                                capture_output=True, text=True).stdout.split()
-        if exited:
-            session.run(*compose, "logs", "--no-color", "--tail", "15", *exited, env=env, external=True, success_codes=[0, 1])
-            raise Problem(f"the Ray cluster did not start: {', '.join(exited)} exited (its log above). Fix what it says, "
-                          "then make run-cluster again (it removes what is left)")
-        probe = subprocess.run([*compose, "exec", "-T", "head", "python", "-c", NODES_ALIVE], env={**os.environ, **env},
-                               capture_output=True, text=True)
-        if probe.returncode == 0:
-            alive = json.loads(probe.stdout.strip().splitlines()[-1])
-            if alive["alive"] >= nodes:
-                return {**alive, "seconds": time.monotonic() - started}
-        time.sleep(2)
-    session.run(*compose, "logs", "--no-color", "--tail", "15", env=env, external=True, success_codes=[0, 1])
-    raise Problem(f"the Ray cluster did not come up: {alive['alive']} of {nodes} nodes alive after "
-                  f"{CLUSTER_START_TIMEOUT_S} s (logs above). Fix: free memory or CPU on this machine, then make run-cluster")
+    started = time.monotonic()
+    # worker-2 is the one that scales: 0 copies for one worker, more for a bigger machine
+    command = [*compose, "up", "--detach", "--no-build", "--scale", f"worker-2={workers - 1}"]
+    session.log(shlex.join(command))
+    up = subprocess.run(command, env={**os.environ, **env})
+    if up.returncode != 0:
+        session.run(*compose, "logs", "--no-color", "--tail", "15", env=env, external=True, success_codes=[0, 1])
+        raise Problem(f"the Ray cluster did not come up: the head never saw {1 + workers} nodes alive (logs above). "
+                      "Fix what they say, or free memory or CPU on this machine, then make run-cluster again "
+                      "(it removes what is left)")
+    seconds = time.monotonic() - started
+    probe = subprocess.run([*compose, "exec", "-T", "head", "python", "/opt/roadrisk/cluster_ready.py", str(1 + workers)],
+                           env={**os.environ, **env}, capture_output=True, text=True)
+    lines = probe.stdout.strip().splitlines()
+    alive = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"alive": 0, "cpus": 0}
+    return {**alive, "seconds": seconds}

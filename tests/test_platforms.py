@@ -119,7 +119,7 @@ def test_mocked_python_outside_a_rows_wheels_is_refused_with_the_fix():
     (["--system", "Windows", "--machine", "AMD64"], "WSL2"),
 ])
 def test_mocked_rosetta_and_unsupported_exit_nonzero_in_one_line_before_any_download(tmp_path, flags, says):
-    """The script the Dockerfiles run: pip (here a stand-in that leaves a mark) must never start."""
+    """The script docker/Dockerfile runs: pip (here a stand-in that leaves a mark) must never start."""
     mark = tmp_path / "pip-ran"
     done = subprocess.run([sys.executable, str(SCRIPT), "install-torch", *flags, "--", "touch", str(mark)],
                           capture_output=True, text=True)
