@@ -75,6 +75,10 @@ probe: $(NOX) ## Should I use my GPU? Time short fits on CPU and each accelerato
 test: $(NOX) ## Run the whole test suite (pandas 3), and all but the container tests with pandas 2
 	@$(NOX) -s tests
 
+.PHONY: test-fast
+test-fast: $(NOX) ## The edit-test loop: every test not marked slow (no torch training, no containers), about 2 min
+	@$(NOX) -s tests_fast
+
 .PHONY: check-platforms
 check-platforms: $(NOX) ## Resolve every platform's pinned dependencies, every Python, no install (docs/platforms.md)
 	@$(NOX) -s check_platforms

@@ -42,6 +42,7 @@ def test_accelerator_sections_not_measured_without_a_gpu_never_estimated(tmp_pat
     assert result["overhead"] == [] and "- skipped" in text
 
 
+@pytest.mark.slow  # fits TabM and realmlp under both recipes
 def test_accelerator_code_path_on_cpu_pairs_the_seed_and_fast_recipes(tmp_path):
     result, text = _bench(tmp_path, "--only", "accelerator", "full-run", "--accelerator-device", "cpu",
                           "--accelerator-rows", "2000", "--accelerator-epochs", "1", "--full-run-profile", "smoke",
@@ -76,6 +77,7 @@ def test_gpu_check_script_refuses_a_machine_without_cuda_in_one_line(tmp_path):
     assert not (tmp_path / "gpu" / "bench.json").exists()
 
 
+@pytest.mark.slow  # starts Ray, trains a sweep four times
 def test_ray_section_runs_both_sides_and_gpu_sharing_is_not_measured_without_cuda(tmp_path):
     result, text = _bench(tmp_path, "--only", "ray", "gpu-share", "--ray-repeats", "2", "--ray-profile", "smoke",
                           "--accelerator-device", "none")
@@ -102,6 +104,7 @@ def test_cluster_section_is_not_measured_without_a_docker_engine(tmp_path, monke
 
 @pytest.mark.docker
 @pytest.mark.e2e
+@pytest.mark.slow  # builds the image, starts two compose clusters
 @needs_engine
 def test_cluster_section_runs_one_and_two_workers_through_make_and_leaves_nothing(tmp_path):
     """`--only cluster` at its smallest: one `make run-cluster` with CLUSTER_WORKERS=1, one with 2 (about 2 min)."""

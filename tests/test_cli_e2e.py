@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 CHATTER = ("GPU available", "Tip:", "LeafSpec", "UserWarning", "Traceback", "litlogger")
 
 
-@pytest.mark.parametrize("model", ["hgb", "realmlp", "tabm"])
+@pytest.mark.parametrize("model", ["hgb", pytest.param("realmlp", marks=pytest.mark.slow),
+                                   pytest.param("tabm", marks=pytest.mark.slow)])
 def test_smoke_train_each_model_on_cpu(tmp_path, model):
     result = run_cli("train", "--profile", "smoke", "--model", model, "--device", "cpu",
                      "--runs-dir", str(tmp_path), "--label", f"e2e-{model}")
@@ -39,6 +40,7 @@ def _this_machine() -> dict:
     return environment.collect()
 
 
+@pytest.mark.slow  # trains realmlp (on the CPU here)
 def test_mps_request_gets_mps_where_it_exists_and_falls_back_with_the_reason_elsewhere(tmp_path):
     result = run_cli("train", "--profile", "smoke", "--model", "realmlp", "--device", "mps", "--param", "n_epochs=2",
                      "--runs-dir", str(tmp_path))
@@ -62,6 +64,7 @@ def test_strict_request_for_a_missing_accelerator_exits_3_with_what_to_do(tmp_pa
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # trains TabM until its second fold
 def test_sigint_mid_run_leaves_an_interrupted_record(tmp_path):
     code, rest = signal_at_second_fold(tmp_path, signal.SIGINT)
     assert code == 130
@@ -99,6 +102,7 @@ def test_data_command_writes_kaggle_files_and_protects_real_data(tmp_path):
     assert (real / "train.csv").read_text() == "id,accident_risk\n0,0.5\n"
 
 
+@pytest.mark.slow  # generates data and trains through the CLI
 def test_generated_dir_trains_like_embedded_and_knows_its_floor(tmp_path):
     out = tmp_path / "gen"
     run_cli("data", "--out", str(out), "--train-rows", "1500", "--test-rows", "200", "--original-rows", "500")
@@ -114,7 +118,7 @@ def test_generated_dir_trains_like_embedded_and_knows_its_floor(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["train", "--folds", "1"], ["--folds", "at least 2"]),
     (["train", "--device", "tpu"], ["--device", "invalid choice"]),
-    (["train", "--model", "xgb"], ["--model"]),
+    (["train", "--model", "xgboost9"], ["--model"]),  # xgb became a model: a name that never will
     (["train", "--label", "a/b"], ["--label"]),
     (["frobnicate"], ["invalid choice"]),
 ])
@@ -126,6 +130,7 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, args, words):
         assert word in result.stderr
 
 
+@pytest.mark.slow  # two CLI trainings, one on worker processes
 def test_parallel_folds_give_the_same_predictions_as_serial(tmp_path):
     """--jobs 2 runs folds in spawned workers; the assembled OOF must match the serial run's."""
     outputs = {}

@@ -11,7 +11,7 @@ from roadrisk.trainer import TrainOptions, train
 
 from .conftest import run_cli
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # every test here trains realmlp
 FEW_EPOCHS = {"n_epochs": 4}  # enough for predictions inside [0, 1], where clipping hides nothing
 
 

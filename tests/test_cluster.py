@@ -131,8 +131,12 @@ def test_cluster_compose_file_holds_each_node_to_its_cpus_with_shm_for_ray():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert set(services) == {"head", "worker-1", "worker-2"}
-    for name, service in services.items():
+    assert set(services) == {"head", "worker-1", "worker-2", "ready"}
+    # compose waits for every node through the head's health check: `ready` starts once it passes
+    assert services["ready"]["depends_on"] == {"head": {"condition": "service_healthy"}}
+    assert "cluster_ready.py" in " ".join(services["head"]["healthcheck"]["test"])
+    nodes = {name: service for name, service in services.items() if name != "ready"}
+    for name, service in nodes.items():
         assert service["image"] == "roadrisk:cpu-ray" and float(service["cpus"]) == 1 and service["shm_size"], name
         assert "network_mode" not in service, name  # the nodes reach each other on the project's network
     assert "--num-cpus=0" in services["head"]["command"]  # the head runs the driver, the workers the folds

@@ -9,7 +9,7 @@ import pytest
 
 from .test_docker import needs_engine
 
-pytestmark = [pytest.mark.docker, pytest.mark.e2e]
+pytestmark = [pytest.mark.docker, pytest.mark.e2e, pytest.mark.slow]  # builds and runs the images
 
 
 @needs_engine

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import noxsupport
 import pytest
 
 from .conftest import ROOT
@@ -20,12 +21,7 @@ pytestmark = pytest.mark.docker
 
 
 def _docker_cli() -> str | None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("noxfile_for_tests", ROOT / "noxfile.py")
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
-    cli = noxfile.docker_cli()
+    cli = noxsupport.docker_cli()  # the CLI the nox sessions use
     return cli if shutil.which(cli) else None
 
 
@@ -34,8 +30,14 @@ ENGINE = bool(DOCKER) and subprocess.run([DOCKER, "version"], capture_output=Tru
 # In CI (CI=true, set by .ci/run) a missing engine is a broken provisioning step: the tests run and
 # fail rather than skip, so a green CI always means the containers were really exercised.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-needs_engine = pytest.mark.skipif(not ENGINE and not IN_CI, reason="no Docker engine answers `docker version` "
-                                  "(CI provisions one in .ci/run; locally start Docker)")
+_skip_without_engine = pytest.mark.skipif(not ENGINE and not IN_CI, reason="no Docker engine answers `docker "
+                                          "version` (CI provisions one in .ci/run; locally start Docker)")
+
+
+def needs_engine(test):
+    """A test that builds an image or starts a container: skipped without an engine, and slow (make test-fast
+    leaves it out; make test runs it)."""
+    return pytest.mark.slow(_skip_without_engine(test))
 
 
 def test_ci_has_a_docker_engine():

@@ -396,6 +396,7 @@ def test_generated_data_trained_elsewhere_is_regenerated_to_find_the_target(tmp_
 
 # ---------------------------------------------------------------- real runs, real CLI
 
+@pytest.mark.slow  # three CLI trainings and two blends (~35 s here)
 @pytest.mark.e2e
 def test_real_training_runs_blend_through_the_cli(tmp_path):
     """Three quick hgb members (differing in their parameters; same data and folds), blended by the real CLI."""

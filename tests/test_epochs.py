@@ -18,6 +18,7 @@ def fold(small_data):
     return feature_set.train, y
 
 
+@pytest.mark.slow  # real realmlp and TabM fits
 @pytest.mark.parametrize("model, params", [
     ("realmlp", {"n_epochs": 4}),
     ("tabm", {"n_epochs": 4, "n_blocks": 1, "d_block": 32, "tabm_k": 4, "num_emb_n_bins": 16}),

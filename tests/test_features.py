@@ -72,6 +72,7 @@ def _changed(column: pd.Series) -> pd.Series:
     return (column + column.std() + 0.5).astype(column.dtype)
 
 
+@pytest.mark.slow  # fits realmlp and TabM
 @pytest.mark.parametrize("model", ["realmlp", "tabm"])
 def test_every_feature_reaches_the_torch_models(recipe_features, model):
     """Change one input column at a time: if the model ever saw it, some prediction moves."""

@@ -180,6 +180,7 @@ def test_the_leaderboard_picture_survives_what_it_cannot_draw():
 
 # ---------------------------------------------------------------- real runs, real CLI
 
+@pytest.mark.slow  # three CLI runs and compare (~40 s here)
 @pytest.mark.e2e
 def test_two_real_runs_and_their_ensemble_on_one_leaderboard(tmp_path):
     runs, reports = tmp_path / "runs", tmp_path / "reports"

@@ -4,11 +4,11 @@ against the registry; these tests need no network."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 
+import noxsupport  # scripts/noxsupport.py: what noxfile.py's sessions use (pytest's pythonpath)
 import pytest
 
 from roadrisk import doctor, environment, platforms
@@ -119,7 +119,7 @@ def test_mocked_python_outside_a_rows_wheels_is_refused_with_the_fix():
     (["--system", "Windows", "--machine", "AMD64"], "WSL2"),
 ])
 def test_mocked_rosetta_and_unsupported_exit_nonzero_in_one_line_before_any_download(tmp_path, flags, says):
-    """The script the Dockerfiles run: pip (here a stand-in that leaves a mark) must never start."""
+    """The script docker/Dockerfile runs: pip (here a stand-in that leaves a mark) must never start."""
     mark = tmp_path / "pip-ran"
     done = subprocess.run([sys.executable, str(SCRIPT), "install-torch", *flags, "--", "touch", str(mark)],
                           capture_output=True, text=True)
@@ -136,20 +136,11 @@ def test_mocked_linux_aarch64_script_runs_pip_with_the_cpu_build(tmp_path):
                                    platforms.CPU_INDEX]
 
 
-def _noxfile():
-    spec = importlib.util.spec_from_file_location("noxfile_for_platform_tests", ROOT / "noxfile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class _Stopped(Exception):
-    pass
-
-
 class _RecordingSession:
+    """What noxsupport asks of a nox session, writing down each command instead of running it."""
+
     def __init__(self):
-        self.ran, self.errors = [], []
+        self.ran = []
 
     def run(self, *args, **kwargs):
         self.ran.append(args)
@@ -159,23 +150,17 @@ class _RecordingSession:
 
     warn = log
 
-    def error(self, message):
-        self.errors.append(message)
-        raise _Stopped(message)
-
 
 def test_mocked_rosetta_host_venv_stops_in_one_line_before_any_download(monkeypatch, tmp_path):
-    noxfile = _noxfile()
-    monkeypatch.setattr(noxfile.platforms.platform, "system", lambda: "Darwin")
-    monkeypatch.setattr(noxfile.platforms.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(noxfile.platforms.platform, "mac_ver", lambda: ("14.4", ("", "", ""), ""))
-    monkeypatch.setattr(noxfile.platforms, "rosetta", lambda: True)
-    monkeypatch.setattr(noxfile, "HOST_VENV", tmp_path / "host")
+    monkeypatch.setattr(noxsupport.platforms.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(noxsupport.platforms.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(noxsupport.platforms.platform, "mac_ver", lambda: ("14.4", ("", "", ""), ""))
+    monkeypatch.setattr(noxsupport.platforms, "rosetta", lambda: True)
     session = _RecordingSession()
-    with pytest.raises(_Stopped):
-        noxfile.host_venv(session)
+    with pytest.raises(noxsupport.Problem) as stopped:
+        noxsupport.ensure_host_venv(session, tmp_path / "host")
     assert session.ran == [] and not (tmp_path / "host").exists()
-    assert len(session.errors) == 1 and "Rosetta" in session.errors[0] and "\n" not in session.errors[0]
+    assert "Rosetta" in str(stopped.value) and "\n" not in str(stopped.value)
 
 
 def test_every_rows_torch_is_inside_pyprojects_range_and_the_lock_pins_no_torch():

@@ -32,6 +32,7 @@ def _record(outcome) -> dict:
     return json.loads((outcome.run_dir / records.RUN_FILE).read_text())
 
 
+@pytest.mark.slow  # generates the Kaggle-size embedded data
 def test_full_dry_run_shows_exactly_the_seed_recipe(tmp_path):
     """The issue's acceptance check, through the real CLI on the Kaggle-size embedded data."""
     from pytabkit import TabM_D_Regressor
@@ -87,6 +88,7 @@ def test_data_dir_without_profile_gets_the_full_seed_recipe_and_says_so(small_da
     assert (config["profile"], config["model"], config["recipe"]) == ("full", "tabm", "seed")
 
 
+@pytest.mark.slow  # two CLI dry runs (~20 s here)
 def test_full_on_the_cpu_warns_once_with_the_time_it_will_take(small_data, tmp_path):
     result = run_cli("train", "--data-dir", str(small_data), "--profile", "full", "--device", "cpu", "--dry-run",
                      "--runs-dir", str(tmp_path))

@@ -52,6 +52,7 @@ def test_each_finished_fold_is_kept_on_disk_and_in_the_record(tmp_path, monkeypa
     assert not list(run_dir.glob("folds/.*.tmp"))
 
 
+@pytest.mark.slow  # three trainings
 def test_resumed_hgb_run_writes_the_same_bytes_as_an_uninterrupted_one(tmp_path, monkeypatch):
     whole = train(_options(tmp_path, label="whole"))
     run_dir = _interrupted(tmp_path, monkeypatch, at_fold=1)
@@ -109,6 +110,7 @@ def test_a_saved_fold_of_another_plan_is_refused(tmp_path, monkeypatch):
     assert outcome.exit_code == 2 and "holds other rows than fold 2" in (run_dir / "train.log").read_text()
 
 
+@pytest.mark.slow  # trains TabM, then resumes it
 def test_sigterm_keeps_finished_folds_and_the_cli_resumes(tmp_path):
     """docker stop sends SIGTERM: the run records interrupted with its folds, and --resume finishes it."""
     code, rest = signal_at_second_fold(tmp_path, signal.SIGTERM)

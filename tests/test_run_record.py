@@ -177,6 +177,7 @@ def test_predictions_writer_matches_pandas_to_csv_byte_for_byte(tmp_path):
     assert back.equals(pd.Series(values, name="accident_risk"))
 
 
+@pytest.mark.slow  # trains realmlp twice
 def test_fit_runs_under_the_recorded_matmul_precision(tmp_path, monkeypatch):
     """What run.json says about TF32 is what torch had set while the model trained."""
     import torch

@@ -351,6 +351,7 @@ def test_stack_refuses_data_whose_test_file_changed(stackable, capsys):
 
 # ---------------------------------------------------------------- real runs, real CLI
 
+@pytest.mark.slow  # three CLI trainings, a stack and compare (~60 s here)
 @pytest.mark.e2e
 def test_real_runs_stack_and_rank_through_the_cli(tmp_path):
     """Three smoke hgb runs (two seeds of one, one other), stacked with seeds averaged, then ranked by compare."""

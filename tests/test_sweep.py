@@ -125,6 +125,7 @@ def test_an_unused_seed_is_one_member_and_said_once(tmp_path):
 
 # ---------------------------------------------------------------- running and re-running
 
+@pytest.mark.slow  # trains a sweep, then runs it again
 def test_a_finished_sweep_run_again_trains_nothing(tmp_path):
     runs, spec = tmp_path / "runs", _spec(tmp_path)
     assert run_sweep(spec, runs, echo=lambda line: None) == 0
@@ -139,6 +140,7 @@ def test_a_finished_sweep_run_again_trains_nothing(tmp_path):
     assert all(m["reused"] for m in _book(runs)["members"])
 
 
+@pytest.mark.slow  # trains a sweep twice
 def test_an_interrupted_sweep_resumes_its_members_where_they_stopped(tmp_path):
     runs, spec = tmp_path / "runs", _spec(tmp_path)
     real = folds_module.run_fold
@@ -190,6 +192,7 @@ def test_a_bad_parameter_value_fails_the_spec_up_front(tmp_path):
 
 # ---------------------------------------------------------------- Ray
 
+@pytest.mark.slow  # trains realmlp twice, inline and on Ray
 def test_inline_and_ray_give_the_same_predictions_and_records(tmp_path, local_ray):
     text = HGB_ONLY + """
     [[model]]
@@ -238,6 +241,7 @@ def test_the_features_go_to_the_object_store_once(tmp_path, local_ray):
     assert len(executor._data_refs) == 1  # 2 members x 2 folds, one put
 
 
+@pytest.mark.slow  # trains realmlp on Ray
 def test_a_ray_worker_killed_mid_fold_is_retried_and_the_sweep_finishes(tmp_path, local_ray):
     import psutil
 
@@ -274,6 +278,7 @@ def test_a_ray_worker_killed_mid_fold_is_retried_and_the_sweep_finishes(tmp_path
     assert member["status"] == "complete" and member["attempts"] >= 3  # 2 folds, one of them started twice
 
 
+@pytest.mark.slow  # starts a local Ray through the CLI
 def test_train_spreads_one_runs_folds_over_ray_through_the_cli(tmp_path):
     result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--executor", "ray", "--runs-dir",
                      str(tmp_path))

@@ -1,7 +1,7 @@
 """Which torch each machine gets: the one platform table, and what installing a row takes.
 
 Everything that installs torch asks this file, so the host venv and the images cannot disagree:
-noxfile.py loads it by path before any venv exists, docker/Dockerfile* copy it into the build and run
+noxfile.py (scripts/noxsupport.py) loads it by path before any venv exists, docker/Dockerfile copies it into the build and runs
 it as a script (``install-torch``), and ``make check-platforms`` resolves every row for every Python
 against the registry. roadrisk imports it to say, in ``doctor`` and ``run.json``, when a platform
 forced an older torch than the project's. Standard library only, Python 3.10+.
@@ -315,7 +315,7 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- the script the Dockerfiles run
+# ---------------------------------------------------------------- the script docker/Dockerfile runs
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="platforms.py", description=__doc__.splitlines()[0])
