@@ -411,7 +411,9 @@ def build_command(variant: Variant, base: str) -> list[str]:
 def run_command(variant: Variant, posargs: list[str] = ()) -> list[str]:
     """`docker run` for one training run in a variant's image (the CLI not included)."""
     run = ["run", "--rm", "--network", "none", "--user", host_user(), *(["--gpus", "all"] if variant.gpus else []),
-           "-v", f"{runs_dir()}:/work/runs", "-v", f"{cache_dir()}:/cache"]
+           "-v", f"{runs_dir()}:/work/runs", "-v", f"{cache_dir()}:/cache",
+           # the run folder as the user opens it: the host's path of the mount (records.shown)
+           "-e", f"ROADRISK_HOST_PATH=/work/runs={runs_dir()}"]
     if knob("CPUS"):
         run += ["--cpus", knob("CPUS")]
     train = ["train", "--label", variant.label, "--runs-dir", "/work/runs"]
