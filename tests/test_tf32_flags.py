@@ -27,6 +27,9 @@ LIBRARY_FLAG_STEPS = {
     "realmlp": REALMLP_FIT + REALMLP_PREDICT + REALMLP_PREDICT,
     "tabm": (),  # pytabkit's TabM trains in its own loop, without Lightning, and leaves the flags alone
     "hgb": (),  # scikit-learn: no torch
+    "xgb": (),  # the boosting libraries drive CUDA themselves, without torch
+    "lgbm": (),
+    "catboost": (),
 }
 
 
