@@ -9,6 +9,7 @@ holds who took it (pid, host, when) for the message a second process prints.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -30,9 +31,12 @@ class FolderLock:
 
     def release(self) -> None:
         if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            finally:
+                with contextlib.suppress(OSError):  # nothing is buffered (unbuffered file): nothing to lose
+                    handle.close()
 
 
 def holder(folder: Path) -> str:
@@ -49,7 +53,7 @@ def take(folder: Path, what: str, wait: bool = False) -> FolderLock:
     ``wait``: block until the holder ends instead."""
     folder = Path(folder)
     try:
-        handle = open(folder / LOCK_FILE, "a+")
+        handle = open(folder / LOCK_FILE, "a+b", buffering=0)  # unbuffered: a full disk fails the write, not close
     except OSError as exc:
         raise RoadriskError(f"error: {folder}: cannot open its lock file ({exc.strerror}). Fix: check the folder "
                             "is writable") from None
@@ -63,8 +67,7 @@ def take(folder: Path, what: str, wait: bool = False) -> FolderLock:
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": platform.node(),
-                                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
-        handle.flush()
+                                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode())
     except OSError:
         pass
     return FolderLock(folder, handle)
@@ -76,7 +79,7 @@ def is_held(folder: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        with open(path, "a+") as handle:
+        with open(path, "a+b", buffering=0) as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
