@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from .errors import EXIT_OK
 from .executors.base import FoldTask
-from .records import Status
 
 
 @dataclass
@@ -29,10 +27,6 @@ class Job:
     @property
     def open(self) -> bool:
         return self.outcome is None
-
-    @property
-    def status(self) -> str:
-        return Status.RUNNING.value if self.outcome is None else str(self.outcome.status)
 
 
 def drive(jobs: list[Job], executor, progress, on_end: Callable[[Job], None] = lambda job: None) -> None:
@@ -67,8 +61,3 @@ def drive(jobs: list[Job], executor, progress, on_end: Callable[[Job], None] = l
     finally:
         progress.close()
 
-
-def exit_code(jobs: list[Job]) -> int:
-    """A one-job sweep's exit code is its job's; a sweep's is computed by the sweep."""
-    (job,) = jobs
-    return job.outcome.exit_code if job.outcome is not None else EXIT_OK

@@ -37,9 +37,6 @@ class DataCache:
             self._datasets[key] = data_module.load(data_dir, source)
         return self._datasets[key]
 
-    def add(self, dataset: data_module.Dataset) -> None:
-        self._datasets[Path(dataset.path).resolve()] = dataset
-
     def fold_data(self, dataset: data_module.Dataset, recipe: str) -> FoldData:
         key = (dataset.fingerprint, recipe)
         if key not in self._features:
