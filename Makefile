@@ -16,7 +16,7 @@ $(NOX): requirements/tools.txt
 .PHONY: help
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: PROFILE=smoke|quick|full MODEL=tabm|realmlp|hgb RECIPE=seed|fast DEVICE=auto|cpu|cuda|mps ARGS='...'"
+	@echo "  variables: PROFILE=smoke|quick|full MODEL=tabm|realmlp|hgb RECIPE=reference|fast DEVICE=auto|cpu|cuda|mps ARGS='...'"
 	@echo "             DATA_DIR=kaggle-files CPUS=N (docker) TORCH=cpu|cuda (host venv) BASE_IMAGE WHEELHOUSE PIP_CERT PLATFORMS=linux/arm64 (images)"
 
 .PHONY: run-native

@@ -1,11 +1,11 @@
-"""Section 4 of ``make bench``: the seed recipe against the fast recipe, on the accelerator.
+"""Section 4 of ``make bench``: the reference recipe against the fast recipe, on the accelerator.
 
 For each torch model, one holdout fold (fold 1 of the 5-fold plan, an 80/20 split) of the full-size
-embedded data is trained twice: with ``--recipe seed`` (the seed script exactly: fp32, TF32 off, its
+embedded data is trained twice: with ``--recipe reference`` (the reference notebook exactly: fp32, TF32 off, its
 batch size, its 25 features, TabM stopped by early stopping alone) and with ``--recipe fast`` (AMP,
 batch 2048 and TF32 on CUDA, TabM capped at 20 epochs, 26 features). Time, epochs and RMSE are
-written side by side, so a speed-up bought with accuracy shows it. RealMLP has no seed setting (the
-seed trains TabM only; its ``seed`` is pytabkit's defaults, 256 epochs): both of its rows are held to
+written side by side, so a speed-up bought with accuracy shows it. RealMLP has no reference setting (the
+reference trains TabM only; its ``reference`` is pytabkit's defaults, 256 epochs): both of its rows are held to
 ``REALMLP_BENCH_EPOCHS`` so they compare per epoch.
 
 ``full_run`` is the end-to-end goal: ``roadrisk train --profile full --model tabm --recipe R`` in a
@@ -33,7 +33,7 @@ from roadrisk.quiet import library_output_to
 from roadrisk.recipes import RECIPES
 from roadrisk.risk_formula import floor_rmse
 
-RECIPE_ORDER = ("seed", "fast")
+RECIPE_ORDER = ("reference", "fast")
 REALMLP_BENCH_EPOCHS = 16
 FULL_RUN_GOAL_S = 300.0
 FULL_RUN_GOAL_GAP_PCT = 0.1
@@ -68,7 +68,7 @@ def _summary(params: dict, precision: str) -> str:
 
 
 def settings_table(device: str, rows: int, models: tuple[str, ...], epochs: int | None, log) -> dict:
-    """Time, epochs and holdout RMSE of each model under the seed recipe and under the fast one."""
+    """Time, epochs and holdout RMSE of each model under the reference recipe and under the fast one."""
     data_dir, _ = data_module.embedded_dir(rows, max(1, rows // 3), min(100_000, rows), 42)
     dataset = data_module.load(data_dir, "embedded")
     target = dataset.train[schema.TARGET].to_numpy(dtype=float)
@@ -103,11 +103,11 @@ def settings_table(device: str, rows: int, models: tuple[str, ...], epochs: int 
     by = {(r["model"], r["settings"]): r for r in out_rows}
     verdicts = {}
     for model in models:
-        seed, fast = by[(model, "seed")], by[(model, "fast")]
+        reference, fast = by[(model, "reference")], by[(model, "fast")]
         verdicts[model] = {
-            "speed_up_per_epoch": round(seed["s_per_epoch"] / fast["s_per_epoch"], 3),
-            "speed_up_fit": round(seed["fit_s"] / fast["fit_s"], 3),
-            "rmse_change_pct": round(100 * (fast["holdout_rmse"] - seed["holdout_rmse"]) / seed["holdout_rmse"], 3),
+            "speed_up_per_epoch": round(reference["s_per_epoch"] / fast["s_per_epoch"], 3),
+            "speed_up_fit": round(reference["fit_s"] / fast["fit_s"], 3),
+            "rmse_change_pct": round(100 * (fast["holdout_rmse"] - reference["holdout_rmse"]) / reference["holdout_rmse"], 3),
         }
     return {"measured": True, "device": device, "train_rows": rows, "holdout": "fold 1 of 5 (80/20)",
             "epochs_overridden": epochs, "rows": out_rows, "verdicts": verdicts}
@@ -120,8 +120,8 @@ def full_run(device: str, runs_dir: Path, log, profile: str = "full", model: str
     for recipe in recipes:
         out["runs"][recipe] = _one_full_run(device, runs_dir, log, profile, model, recipe)
     out["measured"] = any(r["measured"] for r in out["runs"].values())
-    if all(r.get("measured") for r in out["runs"].values()) and {"seed", "fast"} <= set(out["runs"]):
-        out["fast_vs_seed_wall"] = round(out["runs"]["seed"]["wall_s"] / out["runs"]["fast"]["wall_s"], 3)
+    if all(r.get("measured") for r in out["runs"].values()) and {"reference", "fast"} <= set(out["runs"]):
+        out["fast_vs_reference_wall"] = round(out["runs"]["reference"]["wall_s"] / out["runs"]["fast"]["wall_s"], 3)
     return out
 
 
@@ -163,7 +163,7 @@ def not_measured(facts: dict) -> dict:
 
 
 def render(section: dict, full: dict) -> list[str]:
-    out = ["", "## 4. Accelerator: the seed recipe against the fast one (one 80/20 holdout fold)", ""]
+    out = ["", "## 4. Accelerator: the reference recipe against the fast one (one 80/20 holdout fold)", ""]
     if not section.get("measured"):
         out.append(f"- not measured: {section['why']}")
         for device, models in (section.get("defaults") or {}).items():
@@ -183,7 +183,7 @@ def render(section: dict, full: dict) -> list[str]:
         out.append("")
         for model, v in section["verdicts"].items():
             out.append(f"- {model}: fast is {v['speed_up_per_epoch']}x faster per epoch, {v['speed_up_fit']}x per fit, "
-                       f"RMSE {v['rmse_change_pct']:+.3f}% against seed")
+                       f"RMSE {v['rmse_change_pct']:+.3f}% against reference")
     out += ["", f"### `{full.get('profile', 'full')}` profile end to end, per recipe (goal for `full`: < "
                 f"{FULL_RUN_GOAL_S / 60:.0f} min, within {FULL_RUN_GOAL_GAP_PCT}% of the floor)", ""]
     if not full.get("runs"):
@@ -197,6 +197,6 @@ def render(section: dict, full: dict) -> list[str]:
                    f"({run.get('gpu_name') or 'no GPU name'}): **{run['wall_s']:.0f} s** end to end, epochs per fold "
                    f"{run['epochs']}, OOF {run['oof_rmse']} vs floor {run['floor_rmse']} (+{run['gap_to_floor_pct']}%): "
                    f"goal {'met' if run['meets_goal'] else 'NOT met'}")
-    if full.get("fast_vs_seed_wall"):
-        out.append(f"- fast vs seed, end to end: {full['fast_vs_seed_wall']}x")
+    if full.get("fast_vs_reference_wall"):
+        out.append(f"- fast vs reference, end to end: {full['fast_vs_reference_wall']}x")
     return out

@@ -3,7 +3,7 @@
 1. trainer overhead   roadrisk train vs the bare library calls on the same data/features/folds/params
 2. data path          load + validate + features of Kaggle-size files vs a bare pandas.read_csv
 3. container tax      the CPU image vs the host venv, same config, threads matched (needs an engine)
-4. accelerator        the fast recipe vs the seed recipe, and the `full` profile end to end per recipe
+4. accelerator        the fast recipe vs the reference recipe, and the `full` profile end to end per recipe
                       (needs CUDA or MPS; else "not measured", never estimated) -- accelerator.py
 5. scaling            time against rows on this CPU, and which phase dominates
 6. ray                Ray local vs inline on the same members; GPU sharing (--gpus-per-task) -- ray_cost.py

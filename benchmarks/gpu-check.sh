@@ -6,8 +6,8 @@
 # usage: benchmarks/gpu-check.sh OUT_DIR [more bench.py arguments, e.g. --accelerator-models tabm]
 #   PYTHON=...   the interpreter to use (default python3)
 # Writes OUT_DIR/bench.{md,json} and OUT_DIR/nvidia-smi.txt; exits 2 with one line if something is missing.
-# Section 4 compares the seed recipe (TabM to early stopping) with the fast one and trains `full` end to end
-# per recipe (--full-run-recipes seed fast); gpu-share (with Ray) trains TabM folds at 1, 0.5 and 0.25 GPUs.
+# Section 4 compares the reference recipe (TabM to early stopping) with the fast one and trains `full` end to end
+# per recipe (--full-run-recipes reference fast); gpu-share (with Ray) trains TabM folds at 1, 0.5 and 0.25 GPUs.
 set -euo pipefail
 
 out=${1:-}

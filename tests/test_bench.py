@@ -36,26 +36,26 @@ def test_accelerator_sections_not_measured_without_a_gpu_never_estimated(tmp_pat
     assert "rows" not in result["accelerator"]  # no figures at all
     cuda = result["accelerator"]["defaults"]["cuda"]["tabm"]
     assert cuda["fast"]["params"]["allow_amp"] is True and cuda["fast"]["matmul_precision"] == "high"
-    assert cuda["seed"]["params"]["allow_amp"] is False and cuda["seed"]["matmul_precision"] == "highest"
-    assert "n_epochs" not in cuda["seed"]["params"]  # the seed recipe has no epoch cap
+    assert cuda["reference"]["params"]["allow_amp"] is False and cuda["reference"]["matmul_precision"] == "highest"
+    assert "n_epochs" not in cuda["reference"]["params"]  # the reference recipe has no epoch cap
     assert "not measured: no CUDA or MPS" in text and "allow_amp=True" in text
     assert result["overhead"] == [] and "- skipped" in text
 
 
 @pytest.mark.slow  # fits TabM and realmlp under both recipes
-def test_accelerator_code_path_on_cpu_pairs_the_seed_and_fast_recipes(tmp_path):
+def test_accelerator_code_path_on_cpu_pairs_the_reference_and_fast_recipes(tmp_path):
     result, text = _bench(tmp_path, "--only", "accelerator", "full-run", "--accelerator-device", "cpu",
                           "--accelerator-rows", "2000", "--accelerator-epochs", "1", "--full-run-profile", "smoke",
                           "--full-run-recipes", "fast")
     section = result["accelerator"]
     assert section["measured"] and section["device"] == "cpu" and section["epochs_overridden"] == 1
     pairs = {(r["model"], r["settings"]) for r in section["rows"]}
-    assert pairs == {(m, s) for m in ("tabm", "realmlp") for s in ("seed", "fast")}
+    assert pairs == {(m, s) for m in ("tabm", "realmlp") for s in ("reference", "fast")}
     for row in section["rows"]:
         assert row["fit_s"] > 0 and 0 < row["holdout_rmse"] < 1 and row["floor_rmse"] > 0 and row["epochs"] == 1
         assert row["matmul_precision"] == "highest"  # TF32 is a CUDA speed-up only
-        assert row["features"] == (25 if row["settings"] == "seed" else 26)
-    seed_realmlp = next(r for r in section["rows"] if r["model"] == "realmlp" and r["settings"] == "seed")
+        assert row["features"] == (25 if row["settings"] == "reference" else 26)
+    seed_realmlp = next(r for r in section["rows"] if r["model"] == "realmlp" and r["settings"] == "reference")
     assert "batch_size" not in seed_realmlp["params"]  # pytabkit's own default
     assert set(section["verdicts"]) == {"tabm", "realmlp"}
     full = result["full_run"]

@@ -36,13 +36,13 @@ THREADS_PARAM = {"xgb": "n_jobs", "lgbm": "n_jobs", "catboost": "thread_count"}
 
 @pytest.fixture(scope="module")
 def fold_frames(tmp_path_factory):
-    """A small generated dataset's features (the seed recipe: booleans as categoricals too), one split."""
+    """A small generated dataset's features (the reference recipe: booleans as categoricals too), one split."""
     from roadrisk.generator import write_dataset
 
     out = tmp_path_factory.mktemp("gbdt-data")
     write_dataset(out, 800, 200, 800, seed=3)
     dataset = data.load(out)
-    feature_set = features.build(dataset.train, dataset.test, dataset.original, RECIPES["seed"])
+    feature_set = features.build(dataset.train, dataset.test, dataset.original, RECIPES["reference"])
     y = dataset.train[schema.TARGET].to_numpy(float)
     x = feature_set.train
     return x.iloc[:600], y[:600], x.iloc[600:], y[600:], feature_set.test, tuple(feature_set.categorical)

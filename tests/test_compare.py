@@ -289,7 +289,7 @@ def test_recipe_and_cv_seed_decide_comparability_and_the_model_seed_does_not(tmp
         return record
 
     _write(runs, "native", "r1", v2("native"))
-    _write(runs, "seed", "r2", v2("seed", recipe="seed"))
+    _write(runs, "seed", "r2", v2("seed", recipe="reference"))
     _write(runs, "folds", "r3", v2("folds", cv_seed=7))
     _write(runs, "reseeded", "r4", v2("reseeded", seed=3))
     code, text = _compare(tmp_path)

@@ -1,4 +1,4 @@
-"""The full-on-CPU warning says how long the seed recipe takes and names the fastest strong alternative,
+"""The full-on-CPU warning says how long the reference recipe takes and names the fastest strong alternative,
 with its time (from the measured rate) and its score on the real sample; a real --dry-run prints it."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _tabm_warning(rows: int = KAGGLE_ROWS, folds: int = 5, threads: int = 2) -> 
 
 def test_the_warning_names_the_alternative_with_its_time_and_score():
     line = _tabm_warning()
-    assert line.startswith("warning: tabm (recipe seed) on the CPU")
+    assert line.startswith("warning: tabm (recipe reference) on the CPU")
     assert "`roadrisk train --model catboost --target residual`" in line
     alt = estimates.CPU_ALTERNATIVE
     assert f"OOF RMSE {alt['rmse']:.5f}" in line and f"{alt['baseline_rmse']:.5f}" in line

@@ -26,7 +26,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from roadrisk.models import MODELS, TABM_SEED_RECIPE
+from roadrisk.models import MODELS, TABM_REFERENCE
 
 ALLOWED_DTYPES = {torch.float32, torch.int64, torch.bool}
 GENERIC_KEYS = ("CompositeImplicitAutograd", "CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional")
@@ -98,7 +98,7 @@ def _rows(n: int = 400):
 
 # The seed architecture for TabM (one epoch); RealMLP with roadrisk's MPS batch.
 AUDITED = {
-    "tabm": {**TABM_SEED_RECIPE, "n_epochs": 1},
+    "tabm": {**TABM_REFERENCE, "n_epochs": 1},
     "realmlp": {"n_epochs": 2, "batch_size": 128},
 }
 

@@ -26,7 +26,7 @@ def recipe_features(request, small_data):
 
 def test_seed_recipe_booleans_are_text_categoricals(small_data):
     dataset = load(small_data)
-    fs = features.build(dataset.train, dataset.test, dataset.original, RECIPES["seed"])
+    fs = features.build(dataset.train, dataset.test, dataset.original, RECIPES["reference"])
     for name in schema.BOOL_NAMES:
         assert list(fs.train[name].cat.categories) == ["False", "True"]
         assert (fs.train[name] == "True").tolist() == dataset.train[name].tolist()

@@ -46,8 +46,24 @@ def test_a_plan_hash_is_stable_across_processes_and_moves_with_what_is_computed(
     assert first == again
     assert _plan_id(tmp_path, "--jobs", "2") == first  # how folds are spread is not what they compute
     for flags in (("--target", "residual"), ("--cv", "stratified"), ("--folds", "3"), ("--cv-seed", "7"),
-                  ("--param", "max_iter=50"), ("--recipe", "seed")):
+                  ("--param", "max_iter=50"), ("--recipe", "reference")):
         assert _plan_id(tmp_path, *flags) != first, flags
+
+
+def test_a_renamed_recipe_keeps_the_plan_id_it_had_so_old_sweep_members_are_found(tmp_path):
+    """Sweep member folders are named by plan id: `seed` -> `reference` must not make a sweep train them again."""
+    result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--recipe", "reference", "--seed", "3",
+                     "--dry-run", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    printed = {line.split(": ", 1)[0].removeprefix("plan."): json.loads(line.split(": ", 1)[1])
+               for line in result.stdout.splitlines() if line.startswith("plan.")}
+    assert printed["recipe"] == "reference"
+    values = {key: printed[key] for key in plan.SAME_RUN}
+    if not printed["seed_matters"]:
+        values["seed"] = None
+    assert plan.digest({**values, "recipe": "seed"}) == printed["plan_id"]  # hashed under its first name
+    assert plan.digest(values) != printed["plan_id"]
+    assert _plan_id(tmp_path, "--recipe", "seed") == _plan_id(tmp_path, "--recipe", "reference")
 
 
 def test_dry_run_prints_exactly_the_records_config(tmp_path):

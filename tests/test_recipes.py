@@ -1,4 +1,4 @@
-"""--recipe seed is the seed script to the parameter; --recipe fast changes only what it names.
+"""--recipe reference is the reference notebook to the parameter; --recipe fast changes only what it names.
 
 Checked with --dry-run, which resolves everything a run would do (device, parameters, features,
 folds) and trains nothing: the same code path as a real run up to the first fit.
@@ -15,16 +15,16 @@ from roadrisk.trainer import TrainOptions, train
 
 from .conftest import run_cli
 
-# The seed script's TabM_D_Regressor call, written out here independently of the code under test.
-SEED_TABM = dict(
+# The reference notebook's TabM_D_Regressor call, written out here independently of the code under test.
+REFERENCE_TABM = dict(
     arch_type="tabm-mini", tabm_k=32, n_blocks=5, d_block=432, dropout=0.0, num_emb_type="pwl", d_embedding=24,
     num_emb_n_bins=112, lr=0.000624068703424289, weight_decay=0.0019090968357478807, batch_size="auto",
     patience=16, gradient_clipping_norm=1.0, share_training_batches=False, allow_amp=False,
 )
 BASE = ["road_type", "num_lanes", "curvature", "speed_limit", "lighting", "weather", "road_signs_present",
         "public_road", "time_of_day", "holiday", "school_season", "num_reported_accidents"]
-SEED_FEATURES = BASE + [f"orig_{c}" for c in BASE] + ["Meta"]
-SEED_CATEGORICAL = ["road_type", "lighting", "weather", "road_signs_present", "public_road", "time_of_day",
+REFERENCE_FEATURES = BASE + [f"orig_{c}" for c in BASE] + ["Meta"]
+REFERENCE_CATEGORICAL = ["road_type", "lighting", "weather", "road_signs_present", "public_road", "time_of_day",
                     "holiday", "school_season"]
 
 
@@ -33,7 +33,7 @@ def _record(outcome) -> dict:
 
 
 @pytest.mark.slow  # generates the Kaggle-size embedded data
-def test_full_dry_run_shows_exactly_the_seed_recipe(tmp_path):
+def test_full_dry_run_shows_exactly_the_reference_recipe(tmp_path):
     """The issue's acceptance check, through the real CLI on the Kaggle-size embedded data."""
     from pytabkit import TabM_D_Regressor
 
@@ -43,49 +43,49 @@ def test_full_dry_run_shows_exactly_the_seed_recipe(tmp_path):
     (run_dir,) = (tmp_path / "native").iterdir()
     record = json.loads((run_dir / "run.json").read_text())
     config = record["config"]
-    assert record["status"] == "dry-run" and config["recipe"] == "seed"
-    assert config["params"] == SEED_TABM  # 15 parameters, nothing added: no epoch cap
+    assert record["status"] == "dry-run" and config["recipe"] == "reference"
+    assert config["params"] == REFERENCE_TABM  # 15 parameters, nothing added: no epoch cap
     # Every other estimator parameter is pytabkit's own default; only what roadrisk must set differs.
-    library = TabM_D_Regressor(**SEED_TABM, device="cpu", random_state=42, n_threads=config["threads"],
+    library = TabM_D_Regressor(**REFERENCE_TABM, device="cpu", random_state=42, n_threads=config["threads"],
                                verbosity=0).get_params()
     assert config["estimator_params"] == library and library["n_epochs"] is None
-    assert config["features"] == SEED_FEATURES and len(config["features"]) == 25
-    assert config["categorical"] == SEED_CATEGORICAL
+    assert config["features"] == REFERENCE_FEATURES and len(config["features"]) == 25
+    assert config["categorical"] == REFERENCE_CATEGORICAL
     assert (config["folds"], config["cv_seed"], config["matmul_precision"]) == (5, 42, "highest")
     assert config["empty_cache_after_fold"] is True
     assert not (run_dir / "oof.csv").exists() and not (run_dir / "folds").exists()
     assert "status: dry-run" in result.stdout and "estimator_params: " in result.stdout
 
 
-def test_mocked_cuda_seed_recipe_takes_no_speedups_and_fast_takes_each(machine, small_data, tmp_path):
-    """On a (mocked) CUDA machine, seed stays fp32/auto batch/uncapped; fast switches on what it names."""
+def test_mocked_cuda_reference_recipe_takes_no_speedups_and_fast_takes_each(machine, small_data, tmp_path):
+    """On a (mocked) CUDA machine, reference stays fp32/auto batch/uncapped; fast switches on what it names."""
     machine(cuda=True, cuda_build="13.0")
     configs = {}
-    for recipe in ("seed", "fast"):
+    for recipe in ("reference", "fast"):
         outcome = train(TrainOptions(data_dir=small_data, profile="full", model="tabm", recipe=recipe, dry_run=True,
                                      runs_dir=tmp_path, label=recipe))
         assert outcome.exit_code == 0 and outcome.status == "dry-run"
         configs[recipe] = _record(outcome)["config"]
-    seed, fast = configs["seed"], configs["fast"]
-    assert seed["device"] == fast["device"] == "cuda"
-    assert seed["params"] == SEED_TABM and seed["matmul_precision"] == "highest"
+    reference, fast = configs["reference"], configs["fast"]
+    assert reference["device"] == fast["device"] == "cuda"
+    assert reference["params"] == REFERENCE_TABM and reference["matmul_precision"] == "highest"
     assert fast["params"]["allow_amp"] is True and fast["params"]["batch_size"] == 2048
     assert fast["params"]["n_epochs"] == 20 and fast["matmul_precision"] == "high"
-    assert fast["features"] == SEED_FEATURES + ["Meta_expected"]
+    assert fast["features"] == REFERENCE_FEATURES + ["Meta_expected"]
     assert fast["categorical"] == ["road_type", "lighting", "weather", "time_of_day"]  # booleans as 0/1
-    # Apart from what fast names, the TabM parameters are the seed's.
+    # Apart from what fast names, the TabM parameters are the reference's.
     same = {k: v for k, v in fast["params"].items() if k not in ("allow_amp", "batch_size", "n_epochs")}
-    assert same == {k: v for k, v in SEED_TABM.items() if k not in ("allow_amp", "batch_size")}
+    assert same == {k: v for k, v in REFERENCE_TABM.items() if k not in ("allow_amp", "batch_size")}
 
 
-def test_data_dir_without_profile_gets_the_full_seed_recipe_and_says_so(small_data, tmp_path):
+def test_data_dir_without_profile_gets_the_full_reference_recipe_and_says_so(small_data, tmp_path):
     result = run_cli("train", "--data-dir", str(small_data), "--device", "cpu", "--dry-run",
                      "--runs-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "--data-dir without --profile: using the full profile" in result.stdout
     (run_dir,) = (tmp_path / "native").iterdir()
     config = json.loads((run_dir / "run.json").read_text())["config"]
-    assert (config["profile"], config["model"], config["recipe"]) == ("full", "tabm", "seed")
+    assert (config["profile"], config["model"], config["recipe"]) == ("full", "tabm", "reference")
 
 
 @pytest.mark.slow  # two CLI dry runs (~20 s here)
@@ -100,13 +100,32 @@ def test_full_on_the_cpu_warns_once_with_the_time_it_will_take(small_data, tmp_p
     assert "warning:" not in quick.stdout
 
 
-def test_small_profiles_default_to_fast_and_seed_can_be_asked_for(small_data, tmp_path):
+def test_small_profiles_default_to_fast_and_reference_can_be_asked_for(small_data, tmp_path):
     outcomes = {recipe: train(TrainOptions(data_dir=small_data, profile="quick", model="tabm", recipe=recipe,
                                            device="cpu", dry_run=True, runs_dir=tmp_path, label=str(recipe)))
-                for recipe in (None, "seed")}
-    default, seed = (_record(outcomes[r])["config"] for r in (None, "seed"))
-    assert default["recipe"] == "fast" and default["params"]["n_blocks"] < SEED_TABM["n_blocks"]
-    assert seed["recipe"] == "seed" and seed["params"] == SEED_TABM
+                for recipe in (None, "reference")}
+    default, reference = (_record(outcomes[r])["config"] for r in (None, "reference"))
+    assert default["recipe"] == "fast" and default["params"]["n_blocks"] < REFERENCE_TABM["n_blocks"]
+    assert reference["recipe"] == "reference" and reference["params"] == REFERENCE_TABM
+
+
+def test_the_old_recipe_name_seed_still_works_and_says_the_new_one_once(small_data, tmp_path):
+    """`--recipe seed` was read as a random seed; it is `reference` now, and the old spelling still runs."""
+    result = run_cli("train", "--data-dir", str(small_data), "--profile", "quick", "--model", "tabm", "--recipe",
+                     "seed", "--device", "cpu", "--dry-run", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stdout.splitlines() if "now called reference" in line]
+    assert len(notices) == 1 and notices[0].startswith("note: --recipe seed"), result.stdout
+    (run_dir,) = (tmp_path / "native").iterdir()
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    assert config["recipe"] == "reference" and config["params"] == REFERENCE_TABM
+    assert "now called" not in run_cli("train", "--help").stdout  # the help names the new one only
+    assert "{fast,reference}" in run_cli("train", "--help").stdout
+
+
+def test_records_written_under_the_old_recipe_name_read_as_the_new_one():
+    old = {"schema_version": 3, "kind": "train", "config": {"recipe": "seed", "seed": 1}}
+    assert records.upgrade(old)["config"]["recipe"] == "reference"
 
 
 def test_a_dry_run_is_never_a_result_for_compare(tmp_path):
@@ -119,9 +138,9 @@ def test_a_dry_run_is_never_a_result_for_compare(tmp_path):
     assert not any("dry-run" in message for message in selection.messages)
 
 
-@pytest.mark.parametrize("recipe", ["seed", "fast"])
+@pytest.mark.parametrize("recipe", ["reference", "fast"])
 def test_recipe_features_reach_hgb_with_their_categoricals(small_data, tmp_path, recipe):
-    """hgb reads categoricals from the dtype: under seed the booleans are categorical too."""
+    """hgb reads categoricals from the dtype: under reference the booleans are categorical too."""
     outcome = train(TrainOptions(data_dir=small_data, profile="smoke", model="hgb", recipe=recipe,
                                  runs_dir=tmp_path, label=recipe))
     record = _record(outcome)

@@ -192,7 +192,7 @@ def _record(seed: int, **config) -> dict:
 def test_runs_that_differ_only_in_seed_and_scheduling_share_an_identity():
     base = seedless_identity(_record(1))
     assert seedless_identity(_record(2, threads=1, jobs=4, executor={"engine": "ray"})) == base
-    for changed in ({"params": {"max_leaf_nodes": 15}}, {"model": "tabm"}, {"recipe": "seed"}, {"cv_seed": 7},
+    for changed in ({"params": {"max_leaf_nodes": 15}}, {"model": "tabm"}, {"recipe": "reference"}, {"cv_seed": 7},
                     {"folds": 5}, {"profile": "quick"}, {"device": "cuda"}, {"fingerprint": "beef"},
                     {"target": "residual"}, {"cv": "stratified"}):  # the run plan's SAME_RUN keys, the seed aside
         assert seedless_identity(_record(2, **changed)) != base, changed
@@ -224,7 +224,7 @@ def test_average_seeds_averages_each_group_by_id_and_lists_its_runs():
 
 
 def test_average_seeds_leaves_distinct_models_alone():
-    members = [_member(1, np.zeros(5)), _member(1, np.ones(5), model="tabm"), _member(1, np.ones(5), recipe="seed")]
+    members = [_member(1, np.zeros(5)), _member(1, np.ones(5), model="tabm"), _member(1, np.ones(5), recipe="reference")]
     members[1].record["run_id"] += "b"
     members[2].record["run_id"] += "c"
     assert [len(g) for g in seed_groups(members)] == [1, 1, 1]

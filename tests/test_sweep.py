@@ -86,6 +86,15 @@ def _member_ids(tmp_path, text: str, executor: ExecutorConfig | None = None, fac
     return [s.id for s in states]
 
 
+def test_a_spec_with_the_old_recipe_name_loads_as_reference_with_one_notice(tmp_path):
+    text = HGB_ONLY.replace('name = "hgb"', 'name = "hgb"\n    recipe = "seed"')
+    sweep = spec_module.load(_spec(tmp_path, text))
+    assert {m.recipe for m in sweep.members} == {"reference"}
+    assert len(sweep.notes) == 1 and "recipe seed is now called reference" in sweep.notes[0]
+    assert str(sweep.path) in sweep.notes[0]
+    assert _member_ids(tmp_path, text) == _member_ids(tmp_path, text.replace('"seed"', '"reference"'))
+
+
 def test_lists_expand_into_a_grid_and_ids_follow_what_is_trained(tmp_path):
     spec = spec_module.load(_spec(tmp_path, HGB_ONLY.replace("seeds = [1]", "seeds = [1, 2]")))
     assert [(m.params["max_leaf_nodes"], m.seed) for m in spec.members] == [(7, 1), (7, 2), (15, 1), (15, 2)]

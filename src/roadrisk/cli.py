@@ -23,7 +23,7 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DataError, RoadriskEr
 from .models import MODELS  # noqa: E402
 from .plan import CV_SCHEMES, DEFAULT_CV_BINS, MAX_FOLDS, TARGETS  # noqa: E402
 from .profiles import DEFAULT_PROFILE, PROFILES  # noqa: E402
-from .recipes import RECIPES  # noqa: E402
+from .recipes import RECIPE_ALIASES, RECIPES, alias_notice, resolve_recipe  # noqa: E402
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"run size (default {DEFAULT_PROFILE}; full with --data-dir): " +
                        "; ".join(f"{p.name}: {p.purpose}" for p in PROFILES.values()))
     train.add_argument("--model", choices=sorted(MODELS), help="default: the profile's model")
-    train.add_argument("--recipe", choices=sorted(RECIPES),
-                       help="how the model trains (default: seed on full, fast on smoke/quick): " +
+    train.add_argument("--recipe", choices=sorted([*RECIPES, *RECIPE_ALIASES]), metavar="{" + ",".join(sorted(RECIPES)) + "}",
+                       help="how the model trains (default: reference on full, fast on smoke/quick; the old name "
+                       "'seed' still means reference): " +
                        "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()))
     train.add_argument("--device", choices=DEVICES, default="auto", help="auto picks CUDA, then MPS, then CPU")
     train.add_argument("--strict-device", action="store_true",
@@ -255,8 +256,11 @@ def _cmd_train(args, argv: list[str]) -> int:
         raise RoadriskError("error: --cv-bins: only --cv stratified bins the target. Fix: add --cv stratified, or "
                             "drop --cv-bins")
     given = _given_flags(argv) | ({"param_overrides"} if args.param else set())
+    if alias_notice(args.recipe):
+        print(alias_notice(args.recipe))
     opts = TrainOptions(
-        data_dir=args.data_dir, profile=args.profile, model=args.model, recipe=args.recipe, device=args.device,
+        data_dir=args.data_dir, profile=args.profile, model=args.model,
+        recipe=args.recipe and resolve_recipe(args.recipe), device=args.device,
         strict_device=args.strict_device, folds=args.folds, seed=args.seed, cv_seed=args.cv_seed,
         data_seed=args.data_seed, target=args.target, cv=args.cv, cv_bins=args.cv_bins, label=args.label,
         runs_dir=args.runs_dir, param_overrides=dict(args.param), save_models=args.save_models, dry_run=args.dry_run,

@@ -3,7 +3,7 @@ recipe, ``Meta_expected``.
 
 Dtypes are chosen on purpose (docs/data.md, "pytabkit and dtypes"): plain ``bool`` columns never reach
 the model, because pytabkit drops them under pandas 3 and fails on ``bool`` mixed with ``category``.
-The seed recipe makes booleans categoricals with the text values ``"False"``/``"True"`` (categories
+The reference recipe makes booleans categoricals with the text values ``"False"``/``"True"`` (categories
 of Python booleans would make scikit-learn's input check cast the whole frame to float); the fast
 recipe makes them 0/1 floats. The four text columns are ``category`` with the schema's fixed
 categories, so train and test encode alike.

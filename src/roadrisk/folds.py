@@ -65,7 +65,7 @@ class FoldResult:
 
 def split(n_rows: int, folds: int, cv_seed: int, cv: str = "kfold", y: np.ndarray | None = None,
           bins: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The folds. ``kfold`` is the seed recipe's ``KFold(folds, shuffle=True, random_state=cv_seed)``;
+    """The folds. ``kfold`` is the reference recipe's ``KFold(folds, shuffle=True, random_state=cv_seed)``;
     ``stratified`` is ``StratifiedKFold`` on ``bins`` quantile bins of the target, so every fold sees the
     whole range of risk. Runs that share the rows, ``cv``, ``bins``, ``folds`` and ``cv_seed`` share every
     fold, which is what lets their out-of-fold predictions be blended."""

@@ -132,11 +132,11 @@ def validate_overrides(spec: ModelSpec, overrides: dict, flag: str = "--param") 
                                 f"{', '.join(sorted(settable))}")
 
 
-# ---------------------------------------------------------------- TabM (the seed recipe)
+# ---------------------------------------------------------------- TabM (the reference recipe)
 
-# The seed script's TabM_D_Regressor, all 15 parameters it sets; everything else is pytabkit's default
+# The reference notebook's TabM_D_Regressor, all 15 parameters it sets; everything else is pytabkit's default
 # (no epoch cap: training stops after 16 epochs without a better validation RMSE).
-TABM_SEED_RECIPE = dict(
+TABM_REFERENCE = dict(
     arch_type="tabm-mini", tabm_k=32, n_blocks=5, d_block=432, dropout=0.0, num_emb_type="pwl",
     d_embedding=24, num_emb_n_bins=112, lr=0.000624068703424289, weight_decay=0.0019090968357478807,
     batch_size="auto", patience=16, gradient_clipping_norm=1.0, share_training_batches=False, allow_amp=False,
@@ -144,13 +144,13 @@ TABM_SEED_RECIPE = dict(
 
 
 def _tabm_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
-    params = dict(TABM_SEED_RECIPE)
-    if recipe == "seed":
+    params = dict(TABM_REFERENCE)
+    if recipe == "reference":
         return params
     if profile == "full":
         params["n_epochs"] = 20  # the anchor run reached 0.04971 against a 0.04969 floor in 20 epochs
     else:
-        # The seed architecture costs ~50 s per epoch per 27k rows on 2 CPU cores: far too slow for
+        # The reference architecture costs ~50 s per epoch per 27k rows on 2 CPU cores: far too slow for
         # a minute-long run. A narrower TabM keeps the model family while fitting the time box.
         # Smoke folds hold ~1k rows (4 steps an epoch), so they need many cheap epochs and a larger step.
         params.update(n_blocks=2, d_block=128, tabm_k=8, num_emb_n_bins=32, batch_size=256,
@@ -198,7 +198,7 @@ def _build_tabm(params: dict, device: str, seed: int, threads: int):
 # ---------------------------------------------------------------- RealMLP
 
 def _realmlp_defaults(profile: str, device: str, recipe: str = "fast") -> dict:
-    if recipe == "seed":  # the seed has no RealMLP: pytabkit's published RealMLP-TD defaults, untouched
+    if recipe == "reference":  # the reference has no RealMLP: pytabkit's published RealMLP-TD defaults, untouched
         return {}
     # Smoke folds hold ~1k rows: a few optimiser steps per epoch, so it needs more epochs to learn at all.
     params: dict = {"n_epochs": {"smoke": 30, "quick": 10}.get(profile, 16), "batch_size": 256}

@@ -28,7 +28,7 @@ from . import records
 from .device import DeviceChoice, apply_threads, choose, matmul_precision_for
 from .models import MODELS, validate_overrides, validate_params
 from .profiles import DEFAULT_PROFILE, PROFILES
-from .recipes import RECIPES, default_for, resolve_recipe
+from .recipes import HASHED_AS, RECIPES, default_for, resolve_recipe
 
 TARGETS = ("raw", "residual")
 CV_SCHEMES = ("kfold", "stratified")
@@ -108,6 +108,7 @@ class RunPlan:
         values = {name: getattr(self, name) for name in SAME_RUN}
         if not self.seed_matters:
             values["seed"] = None  # members that differ only in an unused seed are one computation
+        values["recipe"] = HASHED_AS.get(self.recipe, self.recipe)
         return values
 
     @property

@@ -72,7 +72,7 @@ def prepare(run, cache: DataCache, facts: dict | None = None) -> Job:
     ``facts``: the machine's (a sweep collects them once for all its members)."""
     opts, console, record = run.opts, run.console, run.record
     if opts.profile is None and opts.data_dir is not None:
-        console.line("note: --data-dir without --profile: using the full profile (TabM, the seed recipe, 5 folds), "
+        console.line("note: --data-dir without --profile: using the full profile (TabM, the reference recipe, 5 folds), "
                      "as real data deserves; pass --profile quick for a short check")
     model_name = opts.model or PROFILES[plan.profile_for(opts)].default_model
     spec = MODELS[model_name]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_json, overwrite_in_place
 from .errors import RoadriskError, WriteFailed
+from .recipes import RECIPE_ALIASES
 
 # 2: config.seed is the model's seed alone, beside config.cv_seed (folds) and config.data_seed;
 # config.recipe, kind, host, pid, outputs.folds and resumes were added.
@@ -70,6 +71,8 @@ def upgrade(record: dict) -> dict:
             config.setdefault("cv_bins", None)
             if record.get("kind", "train") == "train":
                 config.setdefault("target", "raw")
+        if config.get("recipe") in RECIPE_ALIASES:  # a recipe renamed since (seed -> reference)
+            config["recipe"] = RECIPE_ALIASES[config["recipe"]]
     record.setdefault("kind", "train")
     return record
 

@@ -109,6 +109,8 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
     executor = executor or ExecutorConfig()
     sweep = spec_module.load(spec_path)
     records.check_label(sweep.name)
+    for note in sweep.notes:
+        echo(note)
     sweep_dir = Path(runs_dir) / sweep.name
     cache = DataCache()
     facts = environment.collect(with_torch=any(MODELS[m.model].uses_torch for m in sweep.members))

@@ -34,7 +34,7 @@ from ..errors import RoadriskError
 from ..models import MODELS, settable_params, validate_params
 from ..plan import CV_SCHEMES, TARGETS
 from ..profiles import PROFILES
-from ..recipes import RECIPES, default_for, resolve_recipe
+from ..recipes import RECIPES, alias_notice, default_for, resolve_recipe
 
 try:
     import tomllib
@@ -74,6 +74,7 @@ class SweepSpec:
     cv: str = "kfold"
     cv_bins: int | None = None
     sha256: str = ""
+    notes: list[str] = field(default_factory=list)  # one-line notices for the sweep to print (old names)
 
 
 def _fail(path: Path, where: str, problem: str, fix: str) -> RoadriskError:
@@ -117,7 +118,7 @@ def _check_values(path: Path, where: str, model: str, profile: str, recipe: str,
     """A value the estimator would reject fails the spec up front, not one member after the sweep started."""
     spec = MODELS[model]
     try:
-        validate_params(spec, {**spec.defaults(profile, "cpu", resolve_recipe(recipe)), **point})
+        validate_params(spec, {**spec.defaults(profile, "cpu", recipe), **point})
     except RoadriskError as exc:
         problem, _, fix = str(exc).removeprefix("error: ").partition(" Fix: ")
         raise _fail(path, f"{where} params", problem.removeprefix("--param ").rstrip("."), fix) from None
@@ -175,6 +176,10 @@ def load(path: Path) -> SweepSpec:
             raise _fail(path, f"{where} name", repr(name), f"use one of {', '.join(MODELS)}")
         settings = {**defaults, **{k: v for k, v in table.items() if k in MEMBER_KEYS}}
         recipe = settings.get("recipe") or default_for(profile)
+        notice = alias_notice(recipe, f"{path}: recipe")
+        if notice and notice not in out.notes:
+            out.notes.append(notice)
+        recipe = resolve_recipe(recipe)
         if recipe not in RECIPES:
             raise _fail(path, f"{where} recipe", repr(recipe), f"use one of {', '.join(RECIPES)}")
         seeds = table.get("seeds", [42])
