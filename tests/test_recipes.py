@@ -155,5 +155,5 @@ def test_docs_list_every_change_of_the_fast_recipe_with_its_evidence():
     from .conftest import ROOT
 
     doc = (ROOT / "docs" / "devices.md").read_text()
-    for change, seed_has, evidence in FAST_CHANGES:
-        assert f"| {change} | {seed_has} | {evidence} |" in doc, change
+    for change, reference_has, evidence in FAST_CHANGES:
+        assert f"| {change} | {reference_has} | {evidence} |" in doc, change

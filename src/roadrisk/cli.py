@@ -189,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="wait for another process running this sweep to end, instead of exiting 2")
     _add_executor_flags(sweep)
 
+    tune = sub.add_parser("tune", help="search one model's parameters with Optuna; each trial an ordinary run that "
+                                       "resumes, spreads and blends like a sweep member")
+    tune.add_argument("spec", type=Path, metavar="SPEC.toml", help="the tune: data, folds, a model, its search space "
+                      "and when to stop (docs/tune.md; examples in sweeps/tune-*.toml)")
+    tune.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                      help="trials go to RUNS_DIR/<tune name>/<member id>/, the study to RUNS_DIR/<tune name>/optuna.db")
+    tune.add_argument("--trials", type=_positive, help="finished trials to reach (default: the spec's [search] trials)")
+    tune.add_argument("--timeout", type=_fraction, metavar="SECONDS",
+                      help="no new trial starts after this much tuning time, summed over resumes (default: the "
+                           "spec's timeout_s)")
+    tune.add_argument("--dry-run", action="store_true", help="show the space and the plan every trial trains, train nothing")
+    tune.add_argument("--wait", action="store_true",
+                      help="wait for another process running this tune to end, instead of exiting 2")
+    _add_executor_flags(tune)
+
     data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
     data.add_argument("--out", type=Path, required=True, help="folder to write into")
     data.add_argument("--train-rows", type=_non_negative, default=PROFILES["full"].train_rows)
@@ -294,6 +309,13 @@ def _cmd_sweep(args, argv: list[str]) -> int:
                      command=shlex.join(["roadrisk", *argv]), wait=args.wait)
 
 
+def _cmd_tune(args, argv: list[str]) -> int:
+    from .tune.runner import run_tune
+
+    return run_tune(args.spec, args.runs_dir, _executor_config(args), dry_run=args.dry_run,
+                    command=shlex.join(["roadrisk", *argv]), wait=args.wait, trials=args.trials, timeout_s=args.timeout)
+
+
 def _cmd_data(args) -> int:
     from . import schema
     from .generator import read_marker, write_dataset
@@ -358,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _raise_interrupt)
     handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare}
-    with_argv = {"train": _cmd_train, "sweep": _cmd_sweep, "ensemble": _cmd_ensemble}
+    with_argv = {"train": _cmd_train, "sweep": _cmd_sweep, "tune": _cmd_tune, "ensemble": _cmd_ensemble}
     try:
         if args.command in with_argv:
             return with_argv[args.command](args, sys.argv[1:] if argv is None else list(argv))

@@ -1,10 +1,11 @@
 """The one loop that trains: every job's folds through one executor, with one failure policy.
 
-``roadrisk train`` is a sweep of one job and ``roadrisk sweep`` a sweep of many; both hand their
-prepared jobs to ``drive``. The policy, the same for both: a fold that fails fails its job (its
-record says why) and the other jobs go on; a job whose last fold arrives is finished at once (its
-outputs and metrics written); Ctrl-C or SIGTERM stops every unfinished job as ``interrupted`` with
-its finished folds kept, then propagates.
+``roadrisk train`` is a sweep of one job and ``roadrisk sweep`` a sweep of many (``roadrisk tune``
+a sweep per round of trials); all hand their prepared jobs to ``drive``. The policy, the same for
+all: a fold that fails fails its job (its record says why) and the other jobs go on; a job whose
+last fold arrives is finished at once (its outputs and metrics written); Ctrl-C or SIGTERM stops every unfinished job as ``interrupted`` with
+its finished folds kept, then propagates. A tune adds one more way to end: ``should_stop(job)``,
+asked after each fold that leaves the job unfinished, may prune it (its other folds are cancelled).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ class Job:
         return self.outcome is None
 
 
-def drive(jobs: list[Job], executor, progress, on_end: Callable[[Job], None] = lambda job: None) -> None:
-    """Train every open job's missing folds on ``executor``; ``on_end(job)`` as each job ends."""
+def drive(jobs: list[Job], executor, progress, on_end: Callable[[Job], None] = lambda job: None,
+          should_stop: Callable[[Job], str | None] = lambda job: None) -> None:
+    """Train every open job's missing folds on ``executor``; ``on_end(job)`` as each job ends.
+    ``should_stop(job)``: a reason to prune the job after a fold, or None to go on."""
 
     def end(job: Job, outcome) -> None:
         job.outcome = outcome
@@ -53,6 +56,9 @@ def drive(jobs: list[Job], executor, progress, on_end: Callable[[Job], None] = l
             job.run.accept(result)
             if job.run.complete:
                 end(job, job.run.guard(job.run.finish, close=False))
+            elif (reason := should_stop(job)) is not None:
+                executor.cancel(job.key)  # its folds not yet started never start
+                end(job, job.run.pruned(reason))
     except KeyboardInterrupt:
         for job in jobs:
             if job.open:

@@ -50,6 +50,7 @@ class Status(str, Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     DRY_RUN = "dry-run"
+    PRUNED = "pruned"  # a tune trial stopped after some folds: its running score was already worse than the rest
 
     def __str__(self) -> str:
         return self.value

@@ -199,6 +199,12 @@ class TrainingRun:
             self.console.line(f"continue with: roadrisk train --resume {where}")
         return RunOutcome(EXIT_INTERRUPTED, self.run_dir, Status.INTERRUPTED.value)
 
+    def pruned(self, reason: str) -> RunOutcome:
+        """Stopped on purpose by a tune's pruner: a result of its own, not a failure, and never resumed."""
+        self._stop(Status.PRUNED, reason)
+        self.console.line(f"pruned: {reason}; {len(self.results)} fold(s) kept at {records.shown(self.run_dir)}")
+        return RunOutcome(EXIT_OK, self.run_dir, Status.PRUNED.value)
+
     def failed(self, exc: BaseException) -> RunOutcome:
         if isinstance(exc, DataError):
             self._stop(Status.FAILED, "\n".join(exc.problems))

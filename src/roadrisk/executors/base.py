@@ -39,6 +39,18 @@ class FoldTask:
     library_log: Path
 
 
+class Cancels:
+    """What every executor shares for pruning: ``cancel(run_key)`` means that run's folds not yet started
+    never start (a fold already running finishes, and the driver ignores it)."""
+
+    def cancel(self, run_key: Hashable) -> None:
+        self.__dict__.setdefault("_cancelled", set()).add(run_key)
+
+    def cancelled(self, task: FoldTask) -> bool:
+        key = task.key[0] if isinstance(task.key, tuple) else task.key
+        return key in self.__dict__.get("_cancelled", ())
+
+
 class NullProgress:
     """The progress hooks every executor calls; a sink that ignores them."""
 

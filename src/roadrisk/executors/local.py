@@ -18,10 +18,10 @@ from dataclasses import replace
 
 from ..folds import FoldResult, run_fold
 from ..models import MODELS
-from .base import FoldRunner, FoldTask, NullProgress, run_task
+from .base import Cancels, FoldRunner, FoldTask, NullProgress, run_task
 
 
-class InlineExecutor:
+class InlineExecutor(Cancels):
     """One fold after another in this process (the default; never imports Ray)."""
 
     name = "inline"
@@ -37,6 +37,8 @@ class InlineExecutor:
                                                                                     BaseException | None]]:
         progress = progress or NullProgress()
         for task in tasks:
+            if self.cancelled(task):
+                continue
             progress.started(task)
             try:
                 result = run_task(task, lambda event, t=task: progress.epoch(t, event), self.fold_runner)
@@ -71,7 +73,7 @@ def _task_in_worker(task: FoldTask) -> FoldResult:
     return run_task(replace(task, library_log=log), send)
 
 
-class ProcessExecutor:
+class ProcessExecutor(Cancels):
     """Folds side by side in ``jobs`` spawned processes, each with its share of the CPU threads.
 
     Spawned, not forked: forking a process that already ran torch/OpenMP can deadlock the child.
@@ -113,6 +115,9 @@ class ProcessExecutor:
                         continue
                     progress.finished(task, result)
                     yield task, result, None
+                for future, task in list(pending.items()):  # a pruned run's queued folds: never started
+                    if self.cancelled(task) and future.cancel():
+                        del pending[future]
         finally:
             # On Ctrl-C or an error, do not wait for folds still running in the workers.
             for pid in self._pids:

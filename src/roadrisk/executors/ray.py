@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import RoadriskError
 from ..models import MODELS
 from ..quiet import library_output_to
-from .base import FoldTask, NullProgress, run_task
+from .base import Cancels, FoldTask, NullProgress, run_task
 from .relay import EpochRelay
 
 WORKER_DEATH_RETRIES = 3
@@ -39,7 +39,7 @@ def _import_ray():
     return ray
 
 
-class RayExecutor:
+class RayExecutor(Cancels):
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus_per_task: float | None = None,
@@ -127,6 +127,10 @@ class RayExecutor:
                     result.where["attempts"] = self._starts.get(task.key, 1)  # Ray's retries, seen by the driver
                     progress.finished(task, result)
                     yield task, result, None
+                for ref, task in list(pending.items()):  # a pruned run's folds: queued or running, stop them
+                    if self.cancelled(task):
+                        ray.cancel(ref, force=True)
+                        del pending[ref]
         finally:
             for ref in pending:  # Ctrl-C or an error: stop what still runs
                 ray.cancel(ref, force=True)

@@ -142,43 +142,8 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
         atomic_write_json(sweep_dir / SWEEP_FILE, book)
 
     started = time.perf_counter()
-    devnull = open(os.devnull, "w")
-    by_key: dict[str, MemberState] = {}
     try:
-        for state in states:
-            _open_member(state, sweep_dir, executor, devnull, command)
-            if state.run is not None:
-                outcome = None
-                try:
-                    state.job = prepare(state.run, cache, facts)
-                except (Exception, KeyboardInterrupt) as exc:
-                    outcome = state.run.stopped_by(exc)
-                    state.run.console.close()
-                    if isinstance(exc, KeyboardInterrupt):
-                        raise
-                if outcome is not None:
-                    _ended(state, outcome.status, state.run.record["error"])
-                else:
-                    state.run.record["executor"] = book["engine"]
-                    state.run.record.save()
-                    by_key[state.job.key] = state
-        save()
-        progress = SweepProgress(log, by_key, sum(len(s.job.tasks) for s in by_key.values()), echo_line=log.line,
-                                 everyone=states)
-
-        def ended(job: Job) -> None:
-            state = by_key[job.key]
-            for result in state.run.results:
-                state.folds[result.index] = result.where
-            _ended(state, job.outcome.status, state.run.record["error"])
-            state.oof_rmse = state.run.record["metrics"].get("oof_rmse")
-            if job.outcome.status == Status.FAILED:
-                log.line(f"member {state.id}: failed: {state.error.splitlines()[0] if state.error else ''}")
-            else:
-                progress.member_done(state)
-            save()
-
-        drive([s.job for s in by_key.values()], runner, progress, on_end=ended)
+        train_members(states, sweep_dir, executor, runner, cache, facts, command, log, on_change=save)
     except KeyboardInterrupt:
         for state in states:
             if state.status in (QUEUED, Status.RUNNING.value):
@@ -189,7 +154,6 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
         return EXIT_INTERRUPTED
     finally:
         runner.close()
-        devnull.close()
     failed = [s for s in states if s.status == Status.FAILED]
     elsewhere = [s for s in states if s.status == ELSEWHERE]
     for state in elsewhere:
@@ -210,10 +174,61 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
     return EXIT_OK if status == Status.COMPLETE else EXIT_FAILED
 
 
+def train_members(states: list[MemberState], sweep_dir: Path, executor: ExecutorConfig, runner, cache: DataCache,
+                  facts: dict, command: str | None, log: Console, on_change=lambda: None,
+                  should_stop=lambda job: None, on_open=lambda state: None) -> None:
+    """Open every member (reuse a finished run, resume a stopped one, or start one), prepare the rest and
+    drive them all on ``runner`` at once; ``on_change()`` after each member's state changes. What a sweep
+    does once and a tune once per round of trials (``should_stop``: its pruner, asked after each fold;
+    ``on_open(state)``: before a run is prepared, to add to its record).
+    Ctrl-C propagates with every member's state saying where it stopped."""
+    by_key: dict[str, MemberState] = {}
+    with open(os.devnull, "w") as devnull:  # members' consoles: their train.log only, the sweep log speaks
+        for state in states:
+            _open_member(state, sweep_dir, executor, devnull, command)
+            if state.run is None:
+                continue
+            on_open(state)
+            try:
+                state.job = prepare(state.run, cache, facts)
+            except (Exception, KeyboardInterrupt) as exc:
+                outcome = state.run.stopped_by(exc)
+                state.run.console.close()
+                _ended(state, outcome.status, state.run.record["error"])
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                continue
+            state.run.record["executor"] = runner.describe()
+            state.run.record.save()
+            by_key[state.job.key] = state
+        on_change()
+        progress = SweepProgress(log, by_key, sum(len(s.job.tasks) for s in by_key.values()), echo_line=log.line,
+                                 everyone=states)
+
+        def ended(job: Job) -> None:
+            state = by_key[job.key]
+            for result in state.run.results:
+                state.folds[result.index] = result.where
+            _ended(state, job.outcome.status, state.run.record["error"])
+            state.oof_rmse = state.run.record["metrics"].get("oof_rmse")
+            if job.outcome.status == Status.FAILED:
+                log.line(f"member {state.id}: failed: {state.error.splitlines()[0] if state.error else ''}")
+            else:
+                progress.member_done(state)
+            on_change()
+
+        try:
+            drive([s.job for s in by_key.values()], runner, progress, on_end=ended, should_stop=should_stop)
+        finally:  # every member has ended: the next process (or the next round of a tune) may open their folders
+            for state in states:
+                if state.run is not None and state.run.lock is not None:
+                    state.run.lock.release()
+
+
 def _open_member(state: MemberState, sweep_dir: Path, executor: ExecutorConfig, stream, command) -> None:
     """Find the member's earlier run (complete: reuse; stopped: resume) or start a new one."""
     state.queued_at = records.now_iso()
-    latest = _latest_run(sweep_dir / state.id)
+    latest = latest_run(sweep_dir / state.id)
     if latest is not None and latest["status"] == Status.COMPLETE:
         state.status, state.reused, state.run_dir = Status.COMPLETE.value, True, latest.run_dir
         state.oof_rmse = (latest["metrics"] or {}).get("oof_rmse")
@@ -231,7 +246,7 @@ def _open_member(state: MemberState, sweep_dir: Path, executor: ExecutorConfig, 
     state.run_dir = state.run.run_dir
 
 
-def _latest_run(member_dir: Path) -> records.RunRecord | None:
+def latest_run(member_dir: Path) -> records.RunRecord | None:
     """The newest readable run record of a member (dry runs aside), or None."""
     if not member_dir.is_dir():
         return None

@@ -105,7 +105,7 @@ def _int(path: Path, where: str, value, minimum: int = 0, maximum: int = SEED_LI
     return value
 
 
-def _check_params(path: Path, where: str, model: str, params: dict) -> None:
+def check_params(path: Path, where: str, model: str, params: dict) -> None:
     """Unknown or roadrisk-owned parameter names fail here, before any member starts."""
     settable = settable_params(MODELS[model])  # models.py: the one rule for --param and params tables
     unknown = sorted(set(params) - settable)
@@ -114,7 +114,7 @@ def _check_params(path: Path, where: str, model: str, params: dict) -> None:
                     f"use one of {', '.join(sorted(settable))}")
 
 
-def _check_values(path: Path, where: str, model: str, profile: str, recipe: str, point: dict) -> None:
+def check_values(path: Path, where: str, model: str, profile: str, recipe: str, point: dict) -> None:
     """A value the estimator would reject fails the spec up front, not one member after the sweep started."""
     spec = MODELS[model]
     try:
@@ -137,20 +137,21 @@ def grid(params: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
 
 
-def load(path: Path) -> SweepSpec:
-    path = Path(path)
+def read_toml(path: Path) -> tuple[dict, bytes]:
+    """A spec file's tables and its bytes (for the spec's hash); a missing file or bad TOML is one line."""
     try:
         raw = path.read_bytes()
-        spec = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8")), raw
     except FileNotFoundError:
         raise RoadriskError(f"error: {path}: no such spec. Fix: pass a TOML file such as sweeps/quick-cpu.toml") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RoadriskError(f"error: {path}: not valid TOML ({exc}). Fix: see the format in docs/sweep.md") from None
-    _unknown(path, "top level", spec, TOP_KEYS)
+
+
+def shared_settings(path: Path, spec: dict, raw: bytes) -> SweepSpec:
+    """What every member of a sweep (or trial of a tune) shares: its name, data and folds; no members yet."""
     data = _table(path, "data", spec.get("data", {}), '[data] with profile = "quick"')
-    defaults = _table(path, "defaults", spec.get("defaults", {}), '[defaults] with recipe = "fast"')
     _unknown(path, "[data]", data, DATA_KEYS)
-    _unknown(path, "[defaults]", defaults, MEMBER_KEYS)
     profile = data.get("profile", "quick")
     if profile not in PROFILES:
         raise _fail(path, "[data] profile", repr(profile), f"use one of {', '.join(PROFILES)}")
@@ -159,14 +160,51 @@ def load(path: Path) -> SweepSpec:
     data_dir = Path(data["data_dir"]).expanduser() if data.get("data_dir") else None
     if data_dir is not None and not data_dir.is_absolute():
         data_dir = (path.parent / data_dir).resolve()  # relative to the spec, wherever it is run from
+    return SweepSpec(path=path, name=str(spec.get("name") or path.stem), cv_seed=_int(path, "cv_seed",
+                     spec.get("cv_seed", 42)), profile=profile, data_dir=data_dir,
+                     data_seed=_int(path, "[data] data_seed", data.get("data_seed", 42)),
+                     sha256=hashlib.sha256(raw).hexdigest(), cv=_choice(path, "cv", spec.get("cv", "kfold"), CV_SCHEMES),
+                     cv_bins=None if spec.get("cv_bins") is None else _int(path, "cv_bins", spec["cv_bins"], 2))
+
+
+@dataclass(frozen=True)
+class MemberSettings:
+    """A model table's settings besides its parameters and seeds (``MEMBER_KEYS``), checked."""
+
+    recipe: str
+    device: str
+    folds: int | None
+    matmul_precision: str | None
+    target: str
+
+
+def member_settings(path: Path, where: str, settings: dict, out: SweepSpec) -> MemberSettings:
+    recipe = settings.get("recipe") or default_for(out.profile)
+    notice = alias_notice(recipe, f"{path}: recipe")
+    if notice and notice not in out.notes:
+        out.notes.append(notice)
+    recipe = resolve_recipe(recipe)
+    if recipe not in RECIPES:
+        raise _fail(path, f"{where} recipe", repr(recipe), f"use one of {', '.join(RECIPES)}")
+    if settings.get("device", "auto") not in DEVICES:
+        raise _fail(path, f"{where} device", repr(settings["device"]), f"use one of {', '.join(DEVICES)}")
+    folds = settings.get("folds")
+    return MemberSettings(recipe, settings.get("device", "auto"),
+                          None if folds is None else _int(path, f"{where} folds", folds, 2),
+                          settings.get("matmul_precision"),
+                          _choice(path, f"{where} target", settings.get("target", "raw"), TARGETS))
+
+
+def load(path: Path) -> SweepSpec:
+    path = Path(path)
+    spec, raw = read_toml(path)
+    _unknown(path, "top level", spec, TOP_KEYS)
+    out = shared_settings(path, spec, raw)
+    defaults = _table(path, "defaults", spec.get("defaults", {}), '[defaults] with recipe = "fast"')
+    _unknown(path, "[defaults]", defaults, MEMBER_KEYS)
     models = spec.get("model")
     if not isinstance(models, list) or not models:
         raise _fail(path, "[[model]]", "no models", 'add at least one [[model]] table with name = "hgb"')
-    out = SweepSpec(path=path, name=str(spec.get("name") or path.stem), cv_seed=_int(path, "cv_seed",
-                    spec.get("cv_seed", 42)), profile=profile, data_dir=data_dir,
-                    data_seed=_int(path, "[data] data_seed", data.get("data_seed", 42)),
-                    sha256=hashlib.sha256(raw).hexdigest(), cv=_choice(path, "cv", spec.get("cv", "kfold"), CV_SCHEMES),
-                    cv_bins=None if spec.get("cv_bins") is None else _int(path, "cv_bins", spec["cv_bins"], 2))
     for number, table in enumerate(models, start=1):
         where = f"[[model]] #{number}"
         _table(path, where, table, '[[model]] with name = "hgb"')
@@ -174,30 +212,19 @@ def load(path: Path) -> SweepSpec:
         name = table.get("name")
         if name not in MODELS:
             raise _fail(path, f"{where} name", repr(name), f"use one of {', '.join(MODELS)}")
-        settings = {**defaults, **{k: v for k, v in table.items() if k in MEMBER_KEYS}}
-        recipe = settings.get("recipe") or default_for(profile)
-        notice = alias_notice(recipe, f"{path}: recipe")
-        if notice and notice not in out.notes:
-            out.notes.append(notice)
-        recipe = resolve_recipe(recipe)
-        if recipe not in RECIPES:
-            raise _fail(path, f"{where} recipe", repr(recipe), f"use one of {', '.join(RECIPES)}")
+        settings = member_settings(path, where, {**defaults, **{k: v for k, v in table.items() if k in MEMBER_KEYS}},
+                                   out)
         seeds = table.get("seeds", [42])
         if not isinstance(seeds, list) or not seeds:
             raise _fail(path, f"{where} seeds", repr(seeds), "write a list such as seeds = [1, 2]")
         params = table.get("params", {})
         if not isinstance(params, dict):
             raise _fail(path, f"{where} params", repr(params), "write a table such as params = { n_epochs = 10 }")
-        _check_params(path, where, name, params)
-        if settings.get("device", "auto") not in DEVICES:
-            raise _fail(path, f"{where} device", repr(settings["device"]), f"use one of {', '.join(DEVICES)}")
-        folds = settings.get("folds")
-        target = _choice(path, f"{where} target", settings.get("target", "raw"), TARGETS)
+        check_params(path, where, name, params)
         for point in grid(params):
-            _check_values(path, where, name, profile, recipe, point)
+            check_values(path, where, name, out.profile, settings.recipe, point)
             for seed in seeds:
-                out.members.append(MemberSpec(name, point, _int(path, f"{where} seeds", seed), recipe,
-                                              settings.get("device", "auto"),
-                                              None if folds is None else _int(path, f"{where} folds", folds, 2),
-                                              settings.get("matmul_precision"), target))
+                out.members.append(MemberSpec(name, point, _int(path, f"{where} seeds", seed), settings.recipe,
+                                              settings.device, settings.folds, settings.matmul_precision,
+                                              settings.target))
     return out

@@ -1,0 +1,1 @@
+"""``roadrisk tune``: Optuna search over one model's parameters, each trial a sweep member (runner.py)."""
