@@ -289,13 +289,13 @@ def test_recipe_and_cv_seed_decide_comparability_and_the_model_seed_does_not(tmp
         return record
 
     _write(runs, "native", "r1", v2("native"))
-    _write(runs, "seed", "r2", v2("seed", recipe="reference"))
+    _write(runs, "reference", "r2", v2("reference", recipe="reference"))
     _write(runs, "folds", "r3", v2("folds", cv_seed=7))
     _write(runs, "reseeded", "r4", v2("reseeded", seed=3))
     code, text = _compare(tmp_path)
     assert code == 0
     rows = {r["label"]: r for r in json.loads((tmp_path / "out" / "compare.json").read_text())["runs"]}
-    assert rows["seed"]["not_comparable_because"] == ["recipe differs (seed vs fast)"]
+    assert rows["reference"]["not_comparable_because"] == ["recipe differs (reference vs fast)"]
     assert rows["folds"]["not_comparable_because"] == ["cv_seed differs (7 vs 42)"]
     assert rows["reseeded"]["comparable"] and rows["reseeded"]["speed_up"] is not None
 

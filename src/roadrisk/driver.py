@@ -3,9 +3,10 @@
 ``roadrisk train`` is a sweep of one job and ``roadrisk sweep`` a sweep of many (``roadrisk tune``
 a sweep per round of trials); all hand their prepared jobs to ``drive``. The policy, the same for
 all: a fold that fails fails its job (its record says why) and the other jobs go on; a job whose
-last fold arrives is finished at once (its outputs and metrics written); Ctrl-C or SIGTERM stops every unfinished job as ``interrupted`` with
-its finished folds kept, then propagates. A tune adds one more way to end: ``should_stop(job)``,
-asked after each fold that leaves the job unfinished, may prune it (its other folds are cancelled).
+last fold arrives is finished at once (its outputs and metrics written); Ctrl-C or SIGTERM stops
+every unfinished job as ``interrupted`` with its finished folds kept, then propagates. A tune adds
+one more way to end: ``should_stop(job)``, asked after each fold that leaves the job unfinished, may
+prune it (its other folds are cancelled).
 """
 
 from __future__ import annotations
