@@ -51,6 +51,10 @@ compare: $(NOX) ## Diff devices, timings, accuracy; rank runs and ensembles -> r
 sweep: $(NOX) ## Train many members on fixed folds (SPEC=sweeps/quick-cpu.toml EXECUTOR=inline|process|ray) -> runs/<name>/
 	@$(NOX) -s sweep
 
+.PHONY: tune
+tune: $(NOX) ## Search a model's parameters with Optuna, pruned per fold, resumable (SPEC=sweeps/tune-quick-cpu.toml) -> runs/<name>/ (docs/tune.md)
+	@$(NOX) -s tune
+
 .PHONY: ensemble
 ensemble: $(NOX) ## Blend a sweep's complete runs (SWEEP=runs/quick-cpu) -> SWEEP/ensemble/ (docs/ensemble.md)
 	@$(NOX) -s ensemble

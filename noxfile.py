@@ -94,6 +94,14 @@ def sweep(session: nox.Session) -> None:
 
 @nox.session(python=False)
 @one_line_errors
+def tune(session: nox.Session) -> None:
+    """Search one model's parameters (SPEC, default sweeps/tune-quick-cpu.toml) with EXECUTOR: runs/<name>/."""
+    roadrisk(session, "tune", knob("SPEC", str(ROOT / "sweeps" / "tune-quick-cpu.toml")), "--runs-dir",
+             str(ns.runs_dir()), "--executor", knob("EXECUTOR", "inline"), *ns.extra_args(session.posargs))
+
+
+@nox.session(python=False)
+@one_line_errors
 def examples(session: nox.Session) -> None:
     """Regenerate the measured runs the README and docs quote: docs/examples/ (scripts/examples.py)."""
     python = ns.ensure_host_venv(session) / "python"

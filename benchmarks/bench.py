@@ -13,6 +13,7 @@
 8. accuracy           on DATA_DIR (or --data-dir): every model x target on the same folds, OOF RMSE and fit
                       time, and the ensemble methods, each as a ratio against plain scikit-learn-default HGB
                       -- accuracy.py (`make bench ARGS="--only accuracy" DATA_DIR=...`)
+9. tune               a tune against the same trials as a sweep; 1 vs 2 workers; pruning on vs off -- tune_cost.py
 
 `make bench ARGS="--only accelerator full-run"` runs just the GPU half.
 
@@ -41,6 +42,7 @@ import numpy as np
 import pandas as pd
 import plot
 import ray_cost
+import tune_cost
 from bare import bare_run, silenced
 from make_env import clean_env
 
@@ -351,7 +353,8 @@ def render(result: dict) -> str:
     ray_lines = [*ray_cost.render(result.get("ray") or {}, result.get("gpu_share") or {}),
                  *cluster_scaling.render(result.get("cluster") or {}),
                  *epoch_rates.render(result.get("epoch_rates") or {}),
-                 *accuracy.render(result.get("accuracy") or {})]
+                 *accuracy.render(result.get("accuracy") or {}),
+                 *tune_cost.render(result.get("tune") or {})]
     if not s["rows"]:
         return "\n".join([*out, "", "## 5. Scaling on this CPU (2 folds)", "", "- skipped", *ray_lines, ""])
     out += ["", "## 5. Scaling on this CPU (2 folds)", "",
@@ -366,7 +369,7 @@ def render(result: dict) -> str:
 
 
 SECTIONS = ("overhead", "data", "container", "jobs", "accelerator", "full-run", "scaling", "ray", "gpu-share", "cluster",
-            "epoch-rates", "accuracy")
+            "epoch-rates", "accuracy", "tune")
 # Overhead rows: (model, profile, repeats). hgb's quick run is 2 s, so it gets the most repeats; the
 # Kaggle-size hgb row shows the ratio a real run pays.
 OVERHEAD_ROWS = (("hgb", "quick", 7), ("realmlp", "quick", 2), ("hgb", "full", 3))
@@ -407,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy-fixed-rounds", action="store_true",
                         help="section 8: also refit each GBDT at its mean early-stopped round count without "
                              "early stopping (what picking the round on the validation rows is worth)")
+    parser.add_argument("--tune-trials", type=int, default=12, help="section 9: trials of each tune (default 12)")
     parser.add_argument("--from-json", type=Path, metavar="BENCH_JSON",
                         help="measure nothing: write bench.md and bench.png again from a saved bench.json")
     args = parser.parse_args(argv)
@@ -461,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.data_dir, tmp, log, n_folds=args.accuracy_folds, cv_seed=args.accuracy_cv_seed,
                 cv=args.accuracy_cv, models=tuple(args.accuracy_models), torch_profile=args.accuracy_torch_profile,
                 fixed_rounds=args.accuracy_fixed_rounds)
+        result["tune"] = tune_cost.tune_cost(tmp, log, args.tune_trials) if "tune" in wanted else skipped
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "bench.json", json.loads(json.dumps(result, default=float)))
     return write_reports(result, args.out)

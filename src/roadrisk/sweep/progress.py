@@ -11,7 +11,8 @@ from ..console import FoldProgress, _fmt_seconds
 class SweepProgress:
     """The executors' progress hooks (executors.NullProgress), for a sweep's tasks keyed (member, fold)."""
 
-    def __init__(self, console, members: dict, tasks: int, echo_line, everyone: list | None = None):
+    def __init__(self, console, members: dict, tasks: int, echo_line, everyone: list | None = None,
+                 overall=None):
         self.console = console
         self.members = members  # job key -> member state, for the members training now
         self.everyone = everyone  # every member's state, reused ones too (for the counts)
@@ -21,6 +22,7 @@ class SweepProgress:
         self.durations: list[float] = []
         self.started_at = time.perf_counter()
         self._member_progress: dict[str, FoldProgress] = {}
+        self.overall = overall  # what the end of each line says instead of the members' counts (a tune's trials)
 
     def _member(self, task) -> FoldProgress:
         state = self.members[task.key[0]]
@@ -58,6 +60,8 @@ class SweepProgress:
         self.echo(f"member: {state.id} {state.status}, oof_rmse {rmse} | {self.summary()}")
 
     def summary(self) -> str:
+        if self.overall is not None:
+            return self.overall()
         states = self.everyone if self.everyone is not None else list(self.members.values())
         done = sum(s.status in ("complete", "failed") for s in states)
         running = sum(s.status == "running" for s in states)

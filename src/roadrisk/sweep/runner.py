@@ -176,11 +176,12 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
 
 def train_members(states: list[MemberState], sweep_dir: Path, executor: ExecutorConfig, runner, cache: DataCache,
                   facts: dict, command: str | None, log: Console, on_change=lambda: None,
-                  should_stop=lambda job: None, on_open=lambda state: None) -> None:
+                  should_stop=lambda job: None, on_open=lambda state: None, overall=None) -> None:
     """Open every member (reuse a finished run, resume a stopped one, or start one), prepare the rest and
     drive them all on ``runner`` at once; ``on_change()`` after each member's state changes. What a sweep
     does once and a tune once per round of trials (``should_stop``: its pruner, asked after each fold;
-    ``on_open(state)``: before a run is prepared, to add to its record).
+    ``on_open(state)``: before a run is prepared, to add to its record; ``overall()``: the end of each
+    progress line, instead of the members' counts).
     Ctrl-C propagates with every member's state saying where it stopped."""
     by_key: dict[str, MemberState] = {}
     with open(os.devnull, "w") as devnull:  # members' consoles: their train.log only, the sweep log speaks
@@ -203,7 +204,7 @@ def train_members(states: list[MemberState], sweep_dir: Path, executor: Executor
             by_key[state.job.key] = state
         on_change()
         progress = SweepProgress(log, by_key, sum(len(s.job.tasks) for s in by_key.values()), echo_line=log.line,
-                                 everyone=states)
+                                 everyone=states, overall=overall)
 
         def ended(job: Job) -> None:
             state = by_key[job.key]

@@ -134,6 +134,9 @@ def _run_locked(spec, tune_dir: Path, executor: ExecutorConfig, command, echo, f
     # (and retrain nothing, but learn nothing either): each session's seed moves on by the trials so far.
     study.sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed + len(study.trials), constant_liar=True)
     book = _open_book(tune_dir, spec, command, dataset)
+    if book.data.get("spec_changed_at_session") == book.data["sessions"]:
+        log.line(f"note: {spec.path} changed since this study's last session; its earlier trials still count (and "
+                 f"their parameters stay in the study). Fix: rename the tune to start a new study")
     _requeue_interrupted(study, book, log)
     runner = make_executor(executor, tune_dir / records.LIBRARY_LOG_FILE, fold_runner)
     book.data["engine"] = runner.describe()
@@ -155,7 +158,9 @@ def _run_locked(spec, tune_dir: Path, executor: ExecutorConfig, command, echo, f
                 width = min(width, spec.trials - finished)
             round_started = time.perf_counter()
             states = _ask_round(study, spec, width, tune_dir, executor, command, facts, dataset, cache)
-            _train_round(states, spec, study, tune_dir, executor, runner, cache, facts, command, log, on_run_end)
+            overall = _overall(book, spec, finished, len(states))
+            _train_round(states, spec, study, tune_dir, executor, runner, cache, facts, command, log, on_run_end,
+                         overall)
             spent = time.perf_counter() - round_started
             trial_seconds += [spent / max(1, len(states))] * len(states)
             book.data["elapsed_s"] = round(before + time.perf_counter() - session_started, 3)
@@ -219,6 +224,8 @@ def _open_book(tune_dir: Path, spec: spec_module.TuneSpec, command: str | None, 
         "interrupted_trials": previous.get("interrupted_trials", []),
         "trials": previous.get("trials", {}),
     }
+    if previous.get("spec_sha256") not in (None, spec.shared.sha256):
+        book.data["spec_changed_at_session"] = book.data["sessions"]
     return book
 
 
@@ -270,8 +277,16 @@ def _running_rmse(run) -> float:
     return float(np.sqrt(np.mean(errors ** 2)))
 
 
+def _overall(book: Book, spec, finished: int, asked: int):
+    """The end of each fold line during a round: where the study stands."""
+    best = output.best_trial(book)
+    goal = f"/{spec.trials}" if spec.trials is not None else ""
+    best_text = f"best {best['value']:.6f} (trial {best['number']})" if best else "best –"
+    return lambda: f"trials {finished}{goal} finished, {asked} in this round, {best_text}"
+
+
 def _train_round(states: list[TrialState], spec, study, tune_dir: Path, executor: ExecutorConfig, runner, cache,
-                 facts, command, log: Console, on_run_end) -> None:
+                 facts, command, log: Console, on_run_end, overall=None) -> None:
     from optuna.trial import TrialState as OptunaState
 
     unique: dict[str, TrialState] = {}
@@ -305,7 +320,7 @@ def _train_round(states: list[TrialState], spec, study, tune_dir: Path, executor
     started = time.perf_counter()
     try:
         train_members(to_train, tune_dir, executor, runner, cache, facts, command, log,
-                      should_stop=should_stop, on_open=opened)
+                      should_stop=should_stop, on_open=opened, overall=overall)
     finally:
         for state in unique.values():
             member = state.member
