@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -257,6 +258,19 @@ def _quiet():
             logger.setLevel(level)
 
 
+def _open_sqlite(uri: str) -> None:
+    """A SQLite store that cannot be opened (a folder, not a database, an unwritable place) fails here at once:
+    MLflow retries opening it for about 100 s before it gives up, at the end of a run that is already done."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # as MLflow does
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA schema_version")
+
+
 def shown_uri(uri: str) -> str:
     """A tracking URI without its password, if it carries one."""
     return re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", uri)
@@ -289,8 +303,7 @@ class Tracker:
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            if self.local:
-                self.runs_dir.mkdir(parents=True, exist_ok=True)
+            _open_sqlite(self.uri)
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
