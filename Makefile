@@ -7,7 +7,7 @@ TOOLS := .tools
 NOX := $(TOOLS)/bin/nox
 
 # Passed through to the sessions (noxfile.py documents every knob).
-export PROFILE MODEL RECIPE DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID PLATFORMS SWEEP SPEC EXECUTOR
+export PROFILE MODEL RECIPE DEVICE ARGS TORCH TORCH_INDEX_URL WHEELHOUSE BASE_IMAGE PIP_CERT DATA_DIR CPUS RUNS_DIR HOST_UID HOST_GID PLATFORMS SWEEP SPEC EXECUTOR TRACK
 
 # nox itself lives in a local tools venv: no global installs.
 $(NOX): requirements/tools.txt
@@ -18,6 +18,7 @@ help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: PROFILE=smoke|quick|full MODEL=tabm|realmlp|hgb RECIPE=reference|fast DEVICE=auto|cpu|cuda|mps ARGS='...'"
 	@echo "             DATA_DIR=kaggle-files CPUS=N (docker) TORCH=cpu|cuda (host venv) BASE_IMAGE WHEELHOUSE PIP_CERT PLATFORMS=linux/arm64 (images)"
+	@echo "             TRACK=mlflow (log runs to RUNS_DIR/mlflow.db: docs/tracking.md)"
 
 .PHONY: run-native
 run-native: $(NOX) ## Train in the host venv (CUDA > MPS > CPU) -> runs/native/
@@ -58,6 +59,10 @@ tune: $(NOX) ## Search a model's parameters with Optuna, pruned per fold, resuma
 .PHONY: ensemble
 ensemble: $(NOX) ## Blend a sweep's complete runs (SWEEP=runs/quick-cpu) -> SWEEP/ensemble/ (docs/ensemble.md)
 	@$(NOX) -s ensemble
+
+.PHONY: mlflow-ui
+mlflow-ui: $(NOX) ## Open the MLflow UI on the runs' store -> http://127.0.0.1:5000
+	@$(NOX) -s mlflow_ui
 
 .PHONY: bench
 bench: $(NOX) ## Benchmarks as ratios (overhead, data, container tax, accelerator, scaling) -> reports/bench.{md,json}

@@ -15,6 +15,8 @@ Knobs (environment variables, passed through by make; unset or empty means the d
   WHEELHOUSE                     a folder of wheels pip may install from (offline machines)
   BASE_IMAGE, PIP_CERT, PLATFORMS  the images' base, a CA bundle for pip, docker build --platform (e.g. linux/arm64)
   CLUSTER_WORKERS                the compose Ray cluster's worker count (default 2)
+  TRACK=mlflow                   log runs to MLflow (RUNS_DIR/mlflow.db; container runs by `roadrisk track` from the
+                                 host venv afterwards); make mlflow-ui shows them (docs/tracking.md)
 
 Which torch a machine gets is src/roadrisk/platforms.py's table (docs/platforms.md), loaded by path.
 """
@@ -52,9 +54,9 @@ def one_line_errors(session_function):
     return run
 
 
-def roadrisk(session: nox.Session, *args: str) -> None:
+def roadrisk(session: nox.Session, *args: str, **kwargs) -> None:
     """The roadrisk console script of the host venv (built or refreshed first)."""
-    session.run(str(ns.ensure_host_venv(session) / "roadrisk"), *args, external=True)
+    session.run(str(ns.ensure_host_venv(session) / "roadrisk"), *args, external=True, **kwargs)
 
 
 # ---------------------------------------------------------------- host sessions
@@ -64,7 +66,7 @@ def roadrisk(session: nox.Session, *args: str) -> None:
 def run_native(session: nox.Session) -> None:
     """Train in the host venv (CUDA, then MPS, then CPU): runs/native/."""
     data = ["--data-dir", str(Path(knob("DATA_DIR")).expanduser().resolve())] if knob("DATA_DIR") else []
-    roadrisk(session, "train", "--label", "native", "--runs-dir", str(ns.runs_dir()), *data,
+    roadrisk(session, "train", "--label", "native", "--runs-dir", str(ns.runs_dir()), *data, *ns.track_args(),
              *ns.train_args(session.posargs))
 
 
@@ -81,7 +83,7 @@ def ensemble(session: nox.Session) -> None:
     """Blend every complete run of a sweep (SWEEP, default runs/quick-cpu) into SWEEP/ensemble/, beside its
     members, so that `make compare ARGS='--runs-dir SWEEP'` ranks them together."""
     sweep = str(Path(knob("SWEEP", str(ns.runs_dir() / "quick-cpu"))).resolve())
-    roadrisk(session, "ensemble", "--sweep", sweep, "--runs-dir", sweep, *ns.extra_args(session.posargs))
+    roadrisk(session, "ensemble", "--sweep", sweep, "--runs-dir", sweep, *ns.track_args(), *ns.extra_args(session.posargs))
 
 
 @nox.session(python=False)
@@ -90,6 +92,19 @@ def sweep(session: nox.Session) -> None:
     """Train a sweep's members (SPEC, default sweeps/quick-cpu.toml) with EXECUTOR (inline|process|ray): runs/<name>/."""
     roadrisk(session, "sweep", knob("SPEC", str(ROOT / "sweeps" / "quick-cpu.toml")), "--runs-dir", str(ns.runs_dir()),
              "--executor", knob("EXECUTOR", "inline"), *ns.extra_args(session.posargs))
+
+
+@nox.session(name="mlflow_ui", python=False)
+@one_line_errors
+def mlflow_ui(session: nox.Session) -> None:
+    """The MLflow UI on the runs' store (RUNS_DIR/mlflow.db) at http://127.0.0.1:5000, until Ctrl-C."""
+    store = ns.runs_dir() / "mlflow.db"
+    if not store.is_file():
+        raise ns.Problem(f"no MLflow store at {store} yet: log runs first (TRACK=mlflow make run-native, "
+                         "roadrisk train --track mlflow, or roadrisk track RUN_DIR)")
+    mlflow = ns.ensure_host_venv(session) / "mlflow"
+    session.run(str(mlflow), "ui", "--backend-store-uri", ns.mlflow_store_uri(), "--host", "127.0.0.1", "--port", "5000",
+                *session.posargs, external=True)
 
 
 @nox.session(python=False)
@@ -213,11 +228,18 @@ def run_docker(session: nox.Session, variant: str) -> None:
     mps is the CPU image asking for MPS (it shows why a container gets the CPU); gpu runs with --gpus all.
     """
     chosen = ns.VARIANTS[variant]
+    track = ns.tracking()
     check_engine(chosen)
     build_image(session, chosen)
     for folder in (ns.runs_dir(), ns.cache_dir()):
         folder.mkdir(parents=True, exist_ok=True)
-    docker(session, *ns.run_command(chosen, session.posargs))
+    before = ns.run_folders(ns.runs_dir())
+    try:
+        docker(session, *ns.run_command(chosen, session.posargs))
+    finally:  # TRACK=mlflow: the image has no mlflow; the host venv logs what the container wrote, however it ended
+        new = sorted(ns.run_folders(ns.runs_dir()) - before)
+        if track and new:
+            roadrisk(session, "track", "--runs-dir", str(ns.runs_dir()), *map(str, new), success_codes=[0, 1])
 
 
 @nox.session(name="build_images", python=False)

@@ -77,6 +77,29 @@ def train_args(posargs: list[str] = ()) -> list[str]:
     return [*args, "--device", knob("DEVICE", "auto"), *extra_args(posargs)]
 
 
+def tracking() -> bool:
+    """TRACK=mlflow: log runs to MLflow (docs/tracking.md); unset, empty or none: do not."""
+    value = knob("TRACK", "none")
+    if value not in ("mlflow", "none"):
+        raise Problem(f"TRACK must be mlflow or none, not {value!r}: e.g. TRACK=mlflow make run-docker")
+    return value == "mlflow"
+
+
+def track_args() -> list[str]:
+    """`--track mlflow` for a host command when TRACK=mlflow (containers have no mlflow: `roadrisk track` logs theirs)."""
+    return ["--track", "mlflow"] if tracking() else []
+
+
+def mlflow_store_uri() -> str:
+    """The default store `roadrisk train --track mlflow` writes (src/roadrisk/tracking.py, default_store)."""
+    return "sqlite:///" + str(runs_dir() / "mlflow.db")
+
+
+def run_folders(runs: Path) -> set[Path]:
+    """The run folders at runs/<label>/<run>/: what a container session compares before and after it trains."""
+    return {run_file.parent for run_file in runs.glob("*/*/run.json")}
+
+
 # ---------------------------------------------------------------- the platform table and the host venv
 
 def load_platform_table():
@@ -139,7 +162,7 @@ def _is_current(venv: Path, stamp: str) -> bool:
 
 
 def ensure_host_venv(session, venv: Path | None = None) -> Path:
-    """Create or refresh the shared host venv (torch, roadrisk editable with [test,ray]); return its bin dir."""
+    """Create or refresh the shared host venv (torch, roadrisk editable with [test,ray,track]); return its bin dir."""
     venv = venv or HOST_VENV
     row, torch_args, source = host_torch()
     constraints = platforms.constraints_for(row, CONSTRAINTS.read_text())
@@ -154,7 +177,8 @@ def ensure_host_venv(session, venv: Path | None = None) -> Path:
         pip = [str(bin_path / "python"), "-m", "pip", "install", "--quiet", *pip_sources(),
                "-c", str(venv / "constraints.txt")]
         session.run(*pip, *torch_args, *row.packages, external=True)  # packages: the row's xgboost build
-        session.run(*pip, "-e", f"{ROOT}[test,ray]", external=True)  # the tests use a real local Ray
+        # the tests use a real local Ray and a real MLflow store; `roadrisk track` logs container runs from here
+        session.run(*pip, "-e", f"{ROOT}[test,ray,track]", external=True)
         (venv / ".roadrisk-stamp").write_text(stamp)
     return bin_path
 

@@ -118,6 +118,15 @@ def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
                              "not partitioned)")
 
 
+def _add_track_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    from .tracking import TRACK_CHOICES  # names only: mlflow loads when a run is logged
+
+    parser.add_argument("--track", choices=TRACK_CHOICES,
+                        help=f"mlflow: log {what} to MLflow when it ends (the [track] extra; MLFLOW_TRACKING_URI, "
+                             "else RUNS_DIR/mlflow.db; docs/tracking.md); none: do not, even with MLFLOW_TRACKING_URI "
+                             "set (default: mlflow when it is set)")
+
+
 def _executor_config(args):
     from .environment import usable_cpus
     from .executors import ExecutorConfig
@@ -178,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted or failed run: its finished folds are kept, the rest trained")
     train.add_argument("--wait", action="store_true",
                        help="with --resume: wait for another process training this run to end, instead of exiting 2")
+    _add_track_flag(train, "the run")
 
     sweep = sub.add_parser("sweep", help="train many members (models x grid x seeds) on fixed folds, locally or on Ray")
     sweep.add_argument("spec", type=Path, metavar="SPEC.toml", help="the sweep: data, cv_seed, models with grids and "
@@ -188,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--wait", action="store_true",
                        help="wait for another process running this sweep to end, instead of exiting 2")
     _add_executor_flags(sweep)
+    _add_track_flag(sweep, "each member's run")
 
     tune = sub.add_parser("tune", help="search one model's parameters with Optuna; each trial an ordinary run that "
                                        "resumes, spreads and blends like a sweep member")
@@ -203,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--wait", action="store_true",
                       help="wait for another process running this tune to end, instead of exiting 2")
     _add_executor_flags(tune)
+    _add_track_flag(tune, "each trial's run")
 
     data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
     data.add_argument("--out", type=Path, required=True, help="folder to write into")
@@ -245,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="where the run is written (default runs/)")
     ensemble.add_argument("--data-dir", type=Path, metavar="DIR", help="folder with the members' train.csv, when the path their "
                           "records name is not on this machine (default: that path, or regenerated embedded data)")
+    _add_track_flag(ensemble, "the blend")
+
+    track = sub.add_parser("track", help="log finished run folders (or every run under a sweep folder) to MLflow: how "
+                                         "runs trained in a container or on a cluster reach the host's store")
+    track.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                       help="run folders, or folders holding runs (a sweep, a label, runs/); logging one again "
+                            "updates its MLflow run")
+    track.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR",
+                       help="where the default store is (DIR/mlflow.db, artifacts in DIR/mlartifacts) when "
+                            "MLFLOW_TRACKING_URI is not set (default runs/)")
 
     doctor = sub.add_parser("doctor", help="print the environment block and the device that auto would pick")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of key: value lines")
@@ -286,7 +308,8 @@ def _cmd_train(args, argv: list[str]) -> int:
         if args.wait:
             raise RoadriskError("error: --wait: only a --resume can wait for a run another process holds. Fix: add "
                                 "--resume RUN_DIR, or drop --wait")
-        return train(opts).exit_code
+        tracker = _tracker(args.track, args.runs_dir)
+        return _tracked(tracker, train(opts))
     if "dry_run" in given:
         raise RoadriskError("error: --resume with --dry-run: a resumed run trains. Fix: drop one of the two")
     for name in ("label", "runs_dir"):
@@ -299,21 +322,51 @@ def _cmd_train(args, argv: list[str]) -> int:
         values["executor"] = opts.executor  # how folds are spread may change on --resume
     if "data_dir" in values:
         values["data_dir"] = args.data_dir.resolve()
-    return resume(args.resume, values, command=command, wait=args.wait).exit_code
+    from .tracking import runs_root
+
+    tracker = _tracker(args.track, runs_root(args.resume))
+    return _tracked(tracker, resume(args.resume, values, command=command, wait=args.wait))
+
+
+def _tracker(flag: str | None, runs_dir: Path):
+    """Asked for before the run, so a missing mlflow is said before the run, not after it."""
+    from .tracking import tracker_for
+
+    return tracker_for(flag, runs_dir)
+
+
+def _tracked(tracker, outcome) -> int:
+    """The run's exit code, after logging it (whatever its status): tracking never changes the run's outcome."""
+    if tracker is not None and outcome.run_dir is not None:
+        try:
+            tracker.log_run(outcome.run_dir)
+        except KeyboardInterrupt:
+            from .tracking import UNCHANGED
+
+            print(f"warning: tracking: interrupted while logging {outcome.run_dir} {UNCHANGED}")
+    return outcome.exit_code
 
 
 def _cmd_sweep(args, argv: list[str]) -> int:
     from .sweep.runner import run_sweep
 
+    tracker = None if args.dry_run else _tracker(args.track, args.runs_dir)
     return run_sweep(args.spec, args.runs_dir, _executor_config(args), dry_run=args.dry_run,
-                     command=shlex.join(["roadrisk", *argv]), wait=args.wait)
+                     command=shlex.join(["roadrisk", *argv]), wait=args.wait, on_run_end=_log_run(tracker))
 
 
 def _cmd_tune(args, argv: list[str]) -> int:
     from .tune.runner import run_tune
 
+    tracker = None if args.dry_run else _tracker(args.track, args.runs_dir)
     return run_tune(args.spec, args.runs_dir, _executor_config(args), dry_run=args.dry_run,
-                    command=shlex.join(["roadrisk", *argv]), wait=args.wait, trials=args.trials, timeout_s=args.timeout)
+                    command=shlex.join(["roadrisk", *argv]), wait=args.wait, trials=args.trials, timeout_s=args.timeout,
+                    on_run_end=_log_run(tracker))
+
+
+def _log_run(tracker):
+    """``on_run_end`` for a sweep or tune: each member's run to the tracker (which never raises), or nothing."""
+    return (lambda run_dir: None) if tracker is None else (lambda run_dir: run_dir and tracker.log_run(run_dir))
 
 
 def _cmd_data(args) -> int:
@@ -365,7 +418,29 @@ def _cmd_ensemble(args, argv: list[str]) -> int:
 
     return run_ensemble(args.run_dirs, args.sweep, args.method, args.allow_negative, args.steps, args.runs_dir,
                         args.label, args.data_dir, command=shlex.join(["roadrisk", *argv]),
-                        stack_model=args.stack_model, seeds_averaged=args.average_seeds)
+                        stack_model=args.stack_model, seeds_averaged=args.average_seeds,
+                        tracker=_tracker(args.track, args.runs_dir))
+
+
+def _cmd_track(args) -> int:
+    """``roadrisk track``: every folder checked first (a typo logs nothing), then each run logged; exit 1 when
+    any could not be (its warning line says why)."""
+    from .errors import EXIT_FAILED
+    from .tracking import INSTALL_FIX, find_runs, mlflow_installed, shown_uri, tracker_for
+
+    if not mlflow_installed():
+        raise RoadriskError(f"error: track: mlflow is not installed. Fix: {INSTALL_FIX}")
+    run_dirs = []
+    for path in args.run_dirs:
+        found = find_runs(path)
+        if not found:
+            raise RoadriskError(f"error: track {path}: no {'run.json there or below' if path.is_dir() else 'such folder'}. "
+                                "Fix: pass run folders (runs/<label>/<run-id>) or folders holding them (runs/<sweep>)")
+        run_dirs += [run_dir for run_dir in found if run_dir not in run_dirs]
+    tracker = tracker_for("mlflow", args.runs_dir)
+    logged = sum(tracker.log_run(run_dir) is not None for run_dir in run_dirs)
+    print(f"tracked: {logged} of {len(run_dirs)} run(s) -> {shown_uri(tracker.uri)}")
+    return EXIT_OK if logged == len(run_dirs) else EXIT_FAILED
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM (docker stop) ends a run like Ctrl-C does
@@ -379,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare}
+    handlers = {"data": _cmd_data, "doctor": _cmd_doctor, "compare": _cmd_compare, "track": _cmd_track}
     with_argv = {"train": _cmd_train, "sweep": _cmd_sweep, "tune": _cmd_tune, "ensemble": _cmd_ensemble}
     try:
         if args.command in with_argv:

@@ -74,11 +74,13 @@ class EpochTracker:
             self.on_epoch(event)
 
     def summary(self) -> dict:
-        """What run.json keeps of a fold's epochs: how many ran and which one was kept."""
+        """What run.json keeps of a fold's epochs: how many ran, which one was kept, and the validation
+        curve as ``[epoch, val_rmse]`` pairs (every recorded step: a boosting library's every Nth round)."""
         if not self.events:
             return {}
         last = self.events[-1]
-        return {"epochs": last.epoch, "best_epoch": last.best_epoch, "best_val_rmse": round(last.best_rmse, 6)}
+        return {"epochs": last.epoch, "best_epoch": last.best_epoch, "best_val_rmse": round(last.best_rmse, 6),
+                "curve": [[event.epoch, round(event.val_rmse, 6)] for event in self.events]}
 
 
 def _make_logger(tracker: EpochTracker):

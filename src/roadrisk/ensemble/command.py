@@ -125,7 +125,9 @@ def _stack(members: list[EnsembleMember], target: Target, P: np.ndarray, S: np.n
 def run_ensemble(run_dirs: list[Path], sweep: Path | None = None, method: str = DEFAULT_METHOD,
                  allow_negative: bool = False, steps: int | None = None, runs_dir: Path = Path("runs"),
                  label: str = "ensemble", data_dir: Path | None = None, command: str | None = None,
-                 echo=print, note=None, stack_model: str | None = None, seeds_averaged: bool = False) -> int:
+                 echo=print, note=None, stack_model: str | None = None, seeds_averaged: bool = False,
+                 tracker=None) -> int:
+    """``tracker`` (tracking.Tracker): logs the written run; a failure to log is its one warning line."""
     started, started_at = time.perf_counter(), records.now_iso()
     note = note or (lambda line: print(line, file=sys.stderr))
     _check_flags(run_dirs, sweep, method, allow_negative, steps, stack_model)
@@ -138,7 +140,9 @@ def run_ensemble(run_dirs: list[Path], sweep: Path | None = None, method: str = 
     outcome = blend(list(run_dirs), method, allow_negative, steps, data_dir, notes, stack_model, seeds_averaged)
     for line in outcome.notes[len(notes):]:  # what the blend itself had to say (averaged seeds)
         note(line)
-    _, lines = write_run(outcome, runs_dir, label, command, started_at, lambda: time.perf_counter() - started)
+    run_dir, lines = write_run(outcome, runs_dir, label, command, started_at, lambda: time.perf_counter() - started)
     for line in lines:
         echo(line)
+    if tracker is not None:
+        tracker.log_run(run_dir)
     return EXIT_OK

@@ -17,6 +17,7 @@ from ..errors import RoadriskError
 from ..folds import clip_risk
 from ..plan import RECORD_PATHS, SAME_ROWS, differences
 from ..records import record_field
+from ..tracking import ARTIFACTS_DIR
 
 FIX_COMPARABLE = ("Fix: blend only runs trained on the same data with the same folds "
                   "(data.fingerprint, config.cv, config.cv_bins, config.folds, config.cv_seed)")
@@ -84,6 +85,8 @@ def find_sweep_runs(sweep_dir: Path) -> tuple[list[Path], list[str]]:
     found: list[Path] = []
     notes: list[str] = []
     for run_file in sorted(sweep_dir.rglob(records.RUN_FILE)):
+        if ARTIFACTS_DIR in run_file.relative_to(sweep_dir).parts:  # an MLflow store's copy (docs/tracking.md)
+            continue
         record, problem = records.read(run_file.parent)
         if problem:
             notes.append(problem.replace("error:", "skipped:", 1))

@@ -103,9 +103,11 @@ def plan_members(sweep: spec_module.SweepSpec, sweep_dir: Path, executor: Execut
 
 
 def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None = None, dry_run: bool = False,
-              command: str | None = None, echo=print, fold_runner=None, wait: bool = False) -> int:
+              command: str | None = None, echo=print, fold_runner=None, wait: bool = False,
+              on_run_end=lambda run_dir: None) -> int:
     """``fold_runner``: what trains each fold (default ``folds.run_fold``; a test hands in its own);
-    ``wait``: queue behind another process running this sweep instead of refusing."""
+    ``wait``: queue behind another process running this sweep instead of refusing; ``on_run_end(run_dir)``:
+    as each member's run ends (tracking)."""
     executor = executor or ExecutorConfig()
     sweep = spec_module.load(spec_path)
     records.check_label(sweep.name)
@@ -143,7 +145,8 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
 
     started = time.perf_counter()
     try:
-        train_members(states, sweep_dir, executor, runner, cache, facts, command, log, on_change=save)
+        train_members(states, sweep_dir, executor, runner, cache, facts, command, log, on_change=save,
+                      on_run_end=on_run_end)
     except KeyboardInterrupt:
         for state in states:
             if state.status in (QUEUED, Status.RUNNING.value):
@@ -176,12 +179,14 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
 
 def train_members(states: list[MemberState], sweep_dir: Path, executor: ExecutorConfig, runner, cache: DataCache,
                   facts: dict, command: str | None, log: Console, on_change=lambda: None,
-                  should_stop=lambda job: None, on_open=lambda state: None, overall=None) -> None:
+                  should_stop=lambda job: None, on_open=lambda state: None, overall=None,
+                  on_run_end=lambda run_dir: None) -> None:
     """Open every member (reuse a finished run, resume a stopped one, or start one), prepare the rest and
     drive them all on ``runner`` at once; ``on_change()`` after each member's state changes. What a sweep
     does once and a tune once per round of trials (``should_stop``: its pruner, asked after each fold;
     ``on_open(state)``: before a run is prepared, to add to its record; ``overall()``: the end of each
-    progress line, instead of the members' counts).
+    progress line, instead of the members' counts; ``on_run_end(run_dir)``: as each trained member's run
+    ends, however it ended (tracking)).
     Ctrl-C propagates with every member's state saying where it stopped."""
     by_key: dict[str, MemberState] = {}
     with open(os.devnull, "w") as devnull:  # members' consoles: their train.log only, the sweep log speaks
@@ -217,6 +222,7 @@ def train_members(states: list[MemberState], sweep_dir: Path, executor: Executor
             else:
                 progress.member_done(state)
             on_change()
+            on_run_end(state.run_dir)
 
         try:
             drive([s.job for s in by_key.values()], runner, progress, on_end=ended, should_stop=should_stop)

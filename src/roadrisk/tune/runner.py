@@ -318,14 +318,8 @@ def _train_round(states: list[TrialState], spec, study, tune_dir: Path, executor
         return None
 
     started = time.perf_counter()
-    try:
-        train_members(to_train, tune_dir, executor, runner, cache, facts, command, log,
-                      should_stop=should_stop, on_open=opened, overall=overall)
-    finally:
-        for state in unique.values():
-            member = state.member
-            if member.run_dir is not None and not member.reused and member.status not in ("queued", "running"):
-                on_run_end(member.run_dir)
+    train_members(to_train, tune_dir, executor, runner, cache, facts, command, log, should_stop=should_stop,
+                  on_open=opened, overall=overall, on_run_end=on_run_end)
     seconds = time.perf_counter() - started
     for state in states:
         source = unique[state.member.id]
