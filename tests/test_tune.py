@@ -228,3 +228,25 @@ def test_a_second_tune_of_the_same_folder_is_refused_while_one_runs(tmp_path):
     finally:
         held.release()
 
+
+
+@pytest.mark.slow  # creates a real MLflow SQLite store (its migrations take several seconds)
+def test_with_tracking_every_trial_lands_in_the_tunes_mlflow_experiment(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from roadrisk import tracking
+
+    runs = tmp_path / "runs"
+    tracker = tracking.tracker_for("mlflow", runs, echo=lambda line: None)
+    assert run_tune(_spec(tmp_path, trials=4, startup=1), runs, echo=lambda line: None, on_run_end=tracker.log_run) == 0
+    book = _tune_json(runs)
+    client = MlflowClient(tracking_uri=tracker.uri)
+    experiment = client.get_experiment_by_name("t")
+    logged = client.search_runs([experiment.experiment_id])
+    assert sorted(int(r.data.tags["roadrisk.tune.trial"]) for r in logged) == sorted(int(n) for n in book["trials"])
+    by_trial = {int(r.data.tags["roadrisk.tune.trial"]): r for r in logged}
+    for number, trial in book["trials"].items():
+        run = by_trial[int(number)]
+        assert run.data.tags["roadrisk.status"] == trial["state"]
+        if trial["state"] == "complete":
+            assert run.data.metrics["oof_rmse"] == trial["value"]

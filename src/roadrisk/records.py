@@ -31,6 +31,7 @@ from .recipes import RECIPE_ALIASES
 SCHEMA_VERSION = 3
 RUN_FILE = "run.json"
 SWEEP_FILE = "sweep.json"  # what `roadrisk sweep` writes beside its members' folders
+TUNE_FILE = "tune.json"  # what `roadrisk tune` writes beside its trials' folders
 LOG_FILE = "train.log"
 LIBRARY_LOG_FILE = "library.log"
 OOF_FILE = "oof.csv"

@@ -25,20 +25,19 @@ from datetime import datetime
 from pathlib import Path
 
 from . import records
-from .records import LOG_FILE, OOF_FILE, RUN_FILE, SUBMISSION_FILE, SWEEP_FILE
+from .records import LOG_FILE, OOF_FILE, RUN_FILE, SUBMISSION_FILE, SWEEP_FILE, TUNE_FILE
 
 TRACK_CHOICES = ("mlflow", "none")
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
 STORE_FILE = "mlflow.db"  # the default store, in the runs folder
 ARTIFACTS_DIR = "mlartifacts"  # its artifacts, beside it
-TUNE_FILE = "tune.json"  # what `roadrisk tune` writes beside its trials' folders, as a sweep writes sweep.json
 INSTALL_FIX = "pip install 'roadrisk[track]'"
 ARTIFACTS = (RUN_FILE, OOF_FILE, SUBMISSION_FILE, LOG_FILE)
 ENVIRONMENTS = ("native", "docker", "docker-mps", "docker-gpu", "cluster")  # the labels the make targets give
 TRAIN_PARAMS = ("model", "recipe", "target", "cv", "cv_bins", "folds", "seed", "cv_seed", "data_seed", "device",
                 "matmul_precision", "profile", "plan_id", "threads", "data_fingerprint")
 MLFLOW_STATUS = {"complete": "FINISHED", "dry-run": "FINISHED", "failed": "FAILED", "interrupted": "KILLED",
-                 "running": "RUNNING"}
+                 "pruned": "KILLED", "running": "RUNNING"}  # a pruned tune trial was stopped on purpose
 PARAM_LIMIT = 6000  # MLflow's longest param value
 TAG_LIMIT = 5000  # below MLflow's 8000
 BATCH = {"params": 100, "tags": 100, "metrics": 1000}  # MLflow's log_batch limits

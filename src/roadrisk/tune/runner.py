@@ -39,7 +39,7 @@ from ..sweep.spec import MemberSpec
 from . import output
 from . import spec as spec_module
 
-TUNE_FILE = "tune.json"
+TUNE_FILE = records.TUNE_FILE
 STUDY_FILE = "optuna.db"
 LOG_FILE = "tune.log"
 
@@ -138,6 +138,7 @@ def _run_locked(spec, tune_dir: Path, executor: ExecutorConfig, command, echo, f
         log.line(f"note: {spec.path} changed since this study's last session; its earlier trials still count (and "
                  f"their parameters stay in the study). Fix: rename the tune to start a new study")
     _requeue_interrupted(study, book, log)
+    book.save()  # before the first trial ends: its folder is known as a tune's (tracking names the experiment by it)
     runner = make_executor(executor, tune_dir / records.LIBRARY_LOG_FILE, fold_runner)
     book.data["engine"] = runner.describe()
     session_started = time.perf_counter()
