@@ -24,6 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+from roadrisk.tune import output
+from roadrisk.tune import spec as tune_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "sweeps" / "tune-quick-cpu.toml"
 
@@ -61,18 +64,14 @@ def _tune(tmp: Path, name: str, trials: int, prune: bool, log, *extra: str) -> d
             "trials_per_hour": round(3600 * len(book["trials"]) / wall, 1), "book": book}
 
 
-def _sweep_of(tmp: Path, book: dict) -> float:
-    """A sweep spec with one [[model]] table per trial of ``book`` (its best.toml's layout), then its wall."""
-    best_spec = (Path(book["trials"]["0"]["run_dir"]).parents[1] / "best.toml").read_text()
-    head = best_spec.split("[[model]]")[0].replace(f'name = "{book["name"]}-best"', 'name = "as-sweep"')
-    table = "[[model]]" + best_spec.split("[[model]]")[1]
-    tables = []
-    for trial in sorted(book["trials"].values(), key=lambda t: t["number"]):
-        params = {**book["fixed_params"], **trial["params"]}
-        line = "params = { " + ", ".join(f"{k} = {v!r}" for k, v in sorted(params.items())) + " }"
-        tables.append(re.sub(r"^params = .*$", line, table.strip(), flags=re.M))
+def _sweep_of(tmp: Path, book: dict, spec_path: Path) -> float:
+    """A sweep spec with one [[model]] table per trial of ``book`` (best.toml's layout), then its wall."""
+    spec = tune_spec.load(spec_path)
+    head = output.best_spec(None, spec, next(iter(book["trials"].values()))).split("\n[[model]]\n")[0]
+    tables = [output.best_table(None, spec, trial) for trial in sorted(book["trials"].values(),
+                                                                        key=lambda t: t["number"])]
     path = tmp / "as-sweep.toml"
-    path.write_text(head + "\n\n".join(tables) + "\n")
+    path.write_text(head.replace(f'name = "{spec.name}-best"', 'name = "as-sweep"') + "\n" + "\n\n".join(tables) + "\n")
     return _run(["sweep", str(path), "--runs-dir", str(tmp / "runs-as-sweep")], log=lambda text: None)
 
 
@@ -82,7 +81,7 @@ def tune_cost(tmp: Path, log, trials: int = 12) -> dict:
     except ModuleNotFoundError:
         return {"measured": False, "why": "optuna is not installed"}
     plain = _tune(tmp, "no-prune", trials, False, log)
-    sweep_wall = _sweep_of(tmp, plain["book"])
+    sweep_wall = _sweep_of(tmp, plain["book"], _spec(tmp, "no-prune", False))
     log(f"tune: the same {trials} trials as a sweep: {sweep_wall:.1f} s")
     two = _tune(tmp, "two-workers", trials, False, log, "--jobs", "2")
     pruned = _tune(tmp, "pruned", trials, True, log)

@@ -63,3 +63,16 @@ def test_the_spec_plans_on_a_generated_dataset(name, generated, tmp_path):
     assert f"sweep: {name}: {members} members" in out
     assert out.count("\nmember: ") + out.startswith("member: ") == members
     assert all("target=residual" in line for line in out.splitlines() if line.startswith("member: "))
+
+
+def test_the_real_tune_spec_searches_xgb_on_the_residual_and_plans_once_pointed_at_data(generated, tmp_path):
+    from roadrisk.tune import spec as tune_spec
+
+    path = ROOT / "sweeps" / "tune-real-cpu.toml"
+    spec = tune_spec.load(path)
+    assert (spec.model, spec.target, spec.shared.profile) == ("xgb", "residual", "full")
+    assert spec.shared.data_dir == (ROOT / "data" / "s5e10").resolve()
+    result = run_cli("tune", str(_pointed_at(path, generated, tmp_path)), "--runs-dir", str(tmp_path / "runs"),
+                     "--dry-run")
+    assert result.returncode == 0, result.stdout[-1500:] + result.stderr[-1500:]
+    assert "space: max_depth: int in [3, 9]" in result.stdout

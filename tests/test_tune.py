@@ -250,3 +250,40 @@ def test_with_tracking_every_trial_lands_in_the_tunes_mlflow_experiment(tmp_path
         assert run.data.tags["roadrisk.status"] == trial["state"]
         if trial["state"] == "complete":
             assert run.data.metrics["oof_rmse"] == trial["value"]
+
+
+@pytest.mark.slow  # two real CLI processes, one stopped by SIGINT mid-trial
+def test_ctrl_c_mid_trial_then_the_same_command_continues_that_trial_in_its_own_folder(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    runs, spec = tmp_path / "runs", _spec(tmp_path, trials=4, folds=3, startup=10)
+    proc = subprocess.Popen([sys.executable, "-m", "roadrisk", "tune", str(spec), "--runs-dir", str(runs)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    folds_seen = 0
+    for line in proc.stdout:
+        folds_seen += line.startswith("fold: ")
+        if folds_seen == 4:  # trial 1's first fold is in: Ctrl-C while its second trains
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 130, rest
+    assert "run the same command again to continue the study" in rest
+    again = run_cli("tune", str(spec), "--runs-dir", str(runs))
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "resume: trial 1 was interrupted" in again.stdout
+    book = _tune_json(runs)
+    assert book["counts"]["complete"] == 4 and book["interrupted_trials"] == [1]
+    for member in (runs / "t").glob("hgb-*"):
+        (run_dir,) = [p for p in member.iterdir() if p.is_dir()]  # one run per plan: none started over
+        record = json.loads((run_dir / records.RUN_FILE).read_text())
+        assert record["status"] == "complete" and len(record["metrics"]["folds"]) == 3
+    resumed = [t for t in book["trials"].values() if t.get("resumes_trial") == 1]
+    assert len(resumed) == 1
+    record = json.loads((Path(resumed[0]["run_dir"]) / records.RUN_FILE).read_text())
+    assert record["resumes"][0]["from_status"] == "interrupted" and record["tune"]["resumes_trial"] == 1

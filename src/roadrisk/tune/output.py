@@ -71,7 +71,8 @@ def best_spec(book, spec, best: dict) -> str:
         top.append(f"cv_bins = {shared.cv_bins}")
     return "\n".join([
         f"# The best trial of tune {shared.name}: trial {best['number']}, OOF RMSE {best['value']:.6f} on its folds.",
-        f"# `roadrisk sweep {book.path.parent / BEST_FILE}` trains it again (the same plan, the same score); the",
+        f"# `roadrisk sweep {'THIS_FILE' if book is None else book.path.parent / BEST_FILE}` trains it again (the "
+        "same plan, the same score); the",
         "# [[model]] table drops into any sweep spec with the same [data] and folds.",
         *top, "", "[data]", *data, "", best_table(book, spec, best), ""])
 
