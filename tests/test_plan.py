@@ -50,13 +50,17 @@ def test_a_plan_hash_is_stable_across_processes_and_moves_with_what_is_computed(
         assert _plan_id(tmp_path, *flags) != first, flags
 
 
+def _printed_plan(tmp_path, *flags: str) -> dict:
+    """What ``roadrisk train --dry-run`` prints as ``plan.KEY: value`` lines, read back."""
+    result = run_cli("train", *flags, "--dry-run", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    return {line.split(": ", 1)[0].removeprefix("plan."): json.loads(line.split(": ", 1)[1])
+            for line in result.stdout.splitlines() if line.startswith("plan.")}
+
+
 def test_a_renamed_recipe_keeps_the_plan_id_it_had_so_old_sweep_members_are_found(tmp_path):
     """Sweep member folders are named by plan id: `seed` -> `reference` must not make a sweep train them again."""
-    result = run_cli("train", "--profile", "smoke", "--model", "hgb", "--recipe", "reference", "--seed", "3",
-                     "--dry-run", "--runs-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    printed = {line.split(": ", 1)[0].removeprefix("plan."): json.loads(line.split(": ", 1)[1])
-               for line in result.stdout.splitlines() if line.startswith("plan.")}
+    printed = _printed_plan(tmp_path, "--profile", "smoke", "--model", "hgb", "--recipe", "reference", "--seed", "3")
     assert printed["recipe"] == "reference"
     values = {key: printed[key] for key in plan.SAME_RUN}
     if not printed["seed_matters"]:
@@ -67,11 +71,8 @@ def test_a_renamed_recipe_keeps_the_plan_id_it_had_so_old_sweep_members_are_foun
 
 
 def test_dry_run_prints_exactly_the_records_config(tmp_path):
-    result = run_cli("train", "--profile", "smoke", "--model", "tabm", "--target", "residual", "--cv", "stratified",
-                     "--dry-run", "--runs-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    printed = {line.split(": ", 1)[0].removeprefix("plan."): json.loads(line.split(": ", 1)[1])
-               for line in result.stdout.splitlines() if line.startswith("plan.")}
+    printed = _printed_plan(tmp_path, "--profile", "smoke", "--model", "tabm", "--target", "residual", "--cv",
+                            "stratified")
     (run_dir,) = (tmp_path / "native").iterdir()
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "dry-run" and printed == record["config"]
