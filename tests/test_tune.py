@@ -287,3 +287,19 @@ def test_ctrl_c_mid_trial_then_the_same_command_continues_that_trial_in_its_own_
     assert len(resumed) == 1
     record = json.loads((Path(resumed[0]["run_dir"]) / records.RUN_FILE).read_text())
     assert record["resumes"][0]["from_status"] == "interrupted" and record["tune"]["resumes_trial"] == 1
+
+
+@pytest.mark.slow  # starts a local Ray
+def test_on_ray_a_round_spreads_its_trials_folds_and_a_pruned_trials_other_folds_are_cancelled(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'roadrisk[ray]')")
+    runs = tmp_path / "runs"
+    result = run_cli("tune", str(_spec(tmp_path, trials=6, folds=3, startup=2)), "--runs-dir", str(runs),
+                     "--executor", "ray")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    book = _tune_json(runs)
+    assert book["engine"]["engine"] == "ray" and len(book["trials"]) == 6
+    for trial in book["trials"].values():
+        record = json.loads((Path(trial["run_dir"]) / records.RUN_FILE).read_text())
+        assert record["status"] == trial["state"] and record["executor"]["engine"] == "ray"
+        if trial["state"] == "pruned":
+            assert len(record["metrics"]["folds"]) == trial["pruned_after_folds"] < 3
