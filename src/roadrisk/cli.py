@@ -139,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="roadrisk", description="Train the road-accident-risk model on any device.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    _add_train(sub)
+    _add_campaigns(sub)
+    _add_tools(sub)
+    return parser
+
+
+def _add_train(sub) -> None:
+    """``roadrisk train``: one run, and ``--resume``."""
     train = sub.add_parser("train", help="train with K-fold CV and write a run to runs/<label>/")
     train.add_argument("--data-dir", type=Path, help="folder with train.csv and test.csv "
                        "(and optionally the original synthetic_road_accidents_2k/_10k/_100k.csv: all present are "
@@ -189,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --resume: wait for another process training this run to end, instead of exiting 2")
     _add_track_flag(train, "the run")
 
+
+
+def _add_campaigns(sub) -> None:
+    """``roadrisk sweep`` and ``roadrisk tune``: many runs on shared folds."""
     sweep = sub.add_parser("sweep", help="train many members (models x grid x seeds) on fixed folds, locally or on Ray")
     sweep.add_argument("spec", type=Path, metavar="SPEC.toml", help="the sweep: data, cv_seed, models with grids and "
                        "seeds (docs/sweep.md; examples in sweeps/)")
@@ -216,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_flags(tune)
     _add_track_flag(tune, "each trial's run")
 
+
+
+def _add_tools(sub) -> None:
+    """What reads runs or data: ``data``, ``compare``, ``ensemble``, ``track``, ``doctor``."""
     data = sub.add_parser("data", help="write a generated dataset in Kaggle's file layout")
     data.add_argument("--out", type=Path, required=True, help="folder to write into")
     data.add_argument("--train-rows", type=_non_negative, default=PROFILES["full"].train_rows)
@@ -273,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--device", choices=DEVICES, default="auto", help="explain this request (default auto)")
     doctor.add_argument("--probe", action="store_true", help="time short fits on CPU and each accelerator here and say "
                         "which to use (docs/devices.md); recorded under runs/probe/")
-    return parser
+
 
 
 def _given_flags(argv: list[str]) -> set[str]:
