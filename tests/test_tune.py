@@ -97,11 +97,23 @@ def _study(runs: Path, name: str = "t"):
      'learning_rate = { float = [0.01, 0.3] }\n', "a list is a grid"),
 ])
 def test_a_bad_tune_spec_is_one_line_naming_the_file_and_key(tmp_path, body, words):
+    from roadrisk.errors import RoadriskError
+    from roadrisk.tune import spec as tune_spec
+
     path = tmp_path / "bad.toml"
     path.write_text(body)
+    with pytest.raises(RoadriskError) as caught:
+        tune_spec.load(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and words in message and "Fix:" in message, message
+
+
+def test_through_the_cli_a_bad_tune_spec_exits_2_with_that_line_and_writes_nothing(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[model]\nname = "hgb"\n[search]\ntrials = 3\n[search.space]\nmax_depth = { int = [5, 2] }\n')
     result = run_cli("tune", str(path), "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert str(path) in result.stderr and words in result.stderr and "Fix:" in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {path}: [search.space] max_depth int") and "Fix:" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
