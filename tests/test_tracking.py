@@ -239,7 +239,7 @@ def test_a_store_that_cannot_take_the_run_is_one_warning_and_the_run_unchanged(s
     lines: list[str] = []
     assert tracking.Tracker(tmp_path, f"sqlite:///{place[store_kind]}", echo=lines.append).log_run(hgb) is None
     assert len(lines) == 1 and lines[0].startswith(f"warning: tracking: cannot log {hgb} to sqlite:///")
-    assert lines[0].endswith("(the run itself is complete and unchanged)")
+    assert lines[0].endswith("(the run and its record are unchanged)")
     assert _snapshot(hgb) == before
 
 
@@ -301,7 +301,7 @@ def test_a_broken_store_never_fails_the_run(tmp_path):
     output = (result.stdout + result.stderr).splitlines()
     warnings = [line for line in output if "warning" in line.lower()]
     assert len(warnings) == 1 and warnings[0].startswith("warning: tracking: cannot log ")
-    assert warnings[0].endswith("file is not a database (the run itself is complete and unchanged)")
+    assert warnings[0].endswith("file is not a database (the run and its record are unchanged)")
     (run_dir,) = (tmp_path / "runs" / "native").iterdir()
     assert _record(run_dir)["status"] == "complete" and "tracking" not in (run_dir / "train.log").read_text()
     assert not any("mlflow" in p.name or "mlartifacts" in p.name for p in tmp_path.rglob("*"))

@@ -41,7 +41,7 @@ MLFLOW_STATUS = {"complete": "FINISHED", "dry-run": "FINISHED", "failed": "FAILE
 PARAM_LIMIT = 6000  # MLflow's longest param value
 TAG_LIMIT = 5000  # below MLflow's 8000
 BATCH = {"params": 100, "tags": 100, "metrics": 1000}  # MLflow's log_batch limits
-UNCHANGED = "(the run itself is complete and unchanged)"
+UNCHANGED = "(the run and its record are unchanged)"
 
 
 def mlflow_installed() -> bool:
