@@ -127,7 +127,17 @@ def run_sweep(spec_path: Path, runs_dir: Path, executor: ExecutorConfig | None =
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     # One process per sweep folder: two identical sweeps started together would train every member twice.
-    sweep_lock = locks.take(sweep_dir, f"sweep {sweep.name}", wait=wait)  # noqa: F841 (held until we return)
+    sweep_lock = locks.take(sweep_dir, f"sweep {sweep.name}", wait=wait)
+    try:
+        return _sweep_locked(sweep, sweep_dir, spec_path, states, dataset, executor, command, fold_runner, cache,
+                             facts, on_run_end)
+    finally:
+        sweep_lock.release()
+
+
+def _sweep_locked(sweep, sweep_dir: Path, spec_path: Path, states: list[MemberState], dataset,
+                  executor: ExecutorConfig, command, fold_runner, cache: DataCache, facts: dict, on_run_end) -> int:
+    """The sweep, once this process holds its folder: train every member, keep sweep.json, say how it ended."""
     log = Console(sweep_dir / "sweep.log")
     runner = make_executor(executor, sweep_dir / records.LIBRARY_LOG_FILE, fold_runner)
     book = {"schema_version": 1, "name": sweep.name, "spec": str(Path(spec_path).resolve()),
