@@ -61,7 +61,7 @@ def test_accelerator_code_path_on_cpu_pairs_the_reference_and_fast_recipes(tmp_p
     full = result["full_run"]
     fast = full["runs"]["fast"]
     assert full["measured"] and full["profile"] == "smoke" and fast["folds"] == 2 and fast["oof_rmse"] > 0
-    assert "| tabm | seed |" in text and "a code check, not a measurement" in text
+    assert "| tabm | reference |" in text and "a code check, not a measurement" in text
 
 
 def test_gpu_check_script_refuses_a_machine_without_cuda_in_one_line(tmp_path):
