@@ -77,20 +77,20 @@ class SweepSpec:
     notes: list[str] = field(default_factory=list)  # one-line notices for the sweep to print (old names)
 
 
-def _fail(path: Path, where: str, problem: str, fix: str) -> RoadriskError:
+def spec_error(path: Path, where: str, problem: str, fix: str) -> RoadriskError:
     return RoadriskError(f"error: {path}: {where}: {problem}. Fix: {fix}")
 
 
-def _unknown(path: Path, where: str, table: dict, allowed: set) -> None:
+def refuse_unknown(path: Path, where: str, table: dict, allowed: set) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
-        raise _fail(path, where, f"unknown key(s) {', '.join(extra)}", f"use only {', '.join(sorted(allowed))}")
+        raise spec_error(path, where, f"unknown key(s) {', '.join(extra)}", f"use only {', '.join(sorted(allowed))}")
 
 
-def _table(path: Path, where: str, value, example: str) -> dict:
+def table_of(path: Path, where: str, value, example: str) -> dict:
     """A key that must hold a TOML table (``data = 5`` would otherwise fail deep inside as a TypeError)."""
     if not isinstance(value, dict):
-        raise _fail(path, where, f"{value!r} is not a table", f"write it as {example}")
+        raise spec_error(path, where, f"{value!r} is not a table", f"write it as {example}")
     return value
 
 
@@ -98,9 +98,9 @@ def _table(path: Path, where: str, value, example: str) -> dict:
 SEED_LIMIT = 2**32 - 1
 
 
-def _int(path: Path, where: str, value, minimum: int = 0, maximum: int = SEED_LIMIT) -> int:
+def whole_number(path: Path, where: str, value, minimum: int = 0, maximum: int = SEED_LIMIT) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise _fail(path, where, f"{value!r} is not a whole number in [{minimum}, {maximum}]",
+        raise spec_error(path, where, f"{value!r} is not a whole number in [{minimum}, {maximum}]",
                     "write a number such as 42")
     return value
 
@@ -110,7 +110,7 @@ def check_params(path: Path, where: str, model: str, params: dict) -> None:
     settable = settable_params(MODELS[model])  # models.py: the one rule for --param and params tables
     unknown = sorted(set(params) - settable)
     if unknown:
-        raise _fail(path, f"{where} params", f"{', '.join(unknown)} not a parameter of {model} (or set by roadrisk)",
+        raise spec_error(path, f"{where} params", f"{', '.join(unknown)} not a parameter of {model} (or set by roadrisk)",
                     f"use one of {', '.join(sorted(settable))}")
 
 
@@ -121,12 +121,12 @@ def check_values(path: Path, where: str, model: str, profile: str, recipe: str, 
         validate_params(spec, {**spec.defaults(profile, "cpu", recipe), **point})
     except RoadriskError as exc:
         problem, _, fix = str(exc).removeprefix("error: ").partition(" Fix: ")
-        raise _fail(path, f"{where} params", problem.removeprefix("--param ").rstrip("."), fix) from None
+        raise spec_error(path, f"{where} params", problem.removeprefix("--param ").rstrip("."), fix) from None
 
 
-def _choice(path: Path, where: str, value, allowed: tuple) -> str:
+def one_of(path: Path, where: str, value, allowed: tuple) -> str:
     if value not in allowed:
-        raise _fail(path, where, repr(value), f"use one of {', '.join(allowed)}")
+        raise spec_error(path, where, repr(value), f"use one of {', '.join(allowed)}")
     return value
 
 
@@ -150,21 +150,21 @@ def read_toml(path: Path) -> tuple[dict, bytes]:
 
 def shared_settings(path: Path, spec: dict, raw: bytes) -> SweepSpec:
     """What every member of a sweep (or trial of a tune) shares: its name, data and folds; no members yet."""
-    data = _table(path, "data", spec.get("data", {}), '[data] with profile = "quick"')
-    _unknown(path, "[data]", data, DATA_KEYS)
+    data = table_of(path, "data", spec.get("data", {}), '[data] with profile = "quick"')
+    refuse_unknown(path, "[data]", data, DATA_KEYS)
     profile = data.get("profile", "quick")
     if profile not in PROFILES:
-        raise _fail(path, "[data] profile", repr(profile), f"use one of {', '.join(PROFILES)}")
+        raise spec_error(path, "[data] profile", repr(profile), f"use one of {', '.join(PROFILES)}")
     if not isinstance(data.get("data_dir", ""), str):
-        raise _fail(path, "[data] data_dir", repr(data["data_dir"]), 'write a path such as data_dir = "~/kaggle/s5e10"')
+        raise spec_error(path, "[data] data_dir", repr(data["data_dir"]), 'write a path such as data_dir = "~/kaggle/s5e10"')
     data_dir = Path(data["data_dir"]).expanduser() if data.get("data_dir") else None
     if data_dir is not None and not data_dir.is_absolute():
         data_dir = (path.parent / data_dir).resolve()  # relative to the spec, wherever it is run from
-    return SweepSpec(path=path, name=str(spec.get("name") or path.stem), cv_seed=_int(path, "cv_seed",
+    return SweepSpec(path=path, name=str(spec.get("name") or path.stem), cv_seed=whole_number(path, "cv_seed",
                      spec.get("cv_seed", 42)), profile=profile, data_dir=data_dir,
-                     data_seed=_int(path, "[data] data_seed", data.get("data_seed", 42)),
-                     sha256=hashlib.sha256(raw).hexdigest(), cv=_choice(path, "cv", spec.get("cv", "kfold"), CV_SCHEMES),
-                     cv_bins=None if spec.get("cv_bins") is None else _int(path, "cv_bins", spec["cv_bins"], 2))
+                     data_seed=whole_number(path, "[data] data_seed", data.get("data_seed", 42)),
+                     sha256=hashlib.sha256(raw).hexdigest(), cv=one_of(path, "cv", spec.get("cv", "kfold"), CV_SCHEMES),
+                     cv_bins=None if spec.get("cv_bins") is None else whole_number(path, "cv_bins", spec["cv_bins"], 2))
 
 
 @dataclass(frozen=True)
@@ -185,46 +185,46 @@ def member_settings(path: Path, where: str, settings: dict, out: SweepSpec) -> M
         out.notes.append(notice)
     recipe = resolve_recipe(recipe)
     if recipe not in RECIPES:
-        raise _fail(path, f"{where} recipe", repr(recipe), f"use one of {', '.join(RECIPES)}")
+        raise spec_error(path, f"{where} recipe", repr(recipe), f"use one of {', '.join(RECIPES)}")
     if settings.get("device", "auto") not in DEVICES:
-        raise _fail(path, f"{where} device", repr(settings["device"]), f"use one of {', '.join(DEVICES)}")
+        raise spec_error(path, f"{where} device", repr(settings["device"]), f"use one of {', '.join(DEVICES)}")
     folds = settings.get("folds")
     return MemberSettings(recipe, settings.get("device", "auto"),
-                          None if folds is None else _int(path, f"{where} folds", folds, 2),
+                          None if folds is None else whole_number(path, f"{where} folds", folds, 2),
                           settings.get("matmul_precision"),
-                          _choice(path, f"{where} target", settings.get("target", "raw"), TARGETS))
+                          one_of(path, f"{where} target", settings.get("target", "raw"), TARGETS))
 
 
 def load(path: Path) -> SweepSpec:
     path = Path(path)
     spec, raw = read_toml(path)
-    _unknown(path, "top level", spec, TOP_KEYS)
+    refuse_unknown(path, "top level", spec, TOP_KEYS)
     out = shared_settings(path, spec, raw)
-    defaults = _table(path, "defaults", spec.get("defaults", {}), '[defaults] with recipe = "fast"')
-    _unknown(path, "[defaults]", defaults, MEMBER_KEYS)
+    defaults = table_of(path, "defaults", spec.get("defaults", {}), '[defaults] with recipe = "fast"')
+    refuse_unknown(path, "[defaults]", defaults, MEMBER_KEYS)
     models = spec.get("model")
     if not isinstance(models, list) or not models:
-        raise _fail(path, "[[model]]", "no models", 'add at least one [[model]] table with name = "hgb"')
+        raise spec_error(path, "[[model]]", "no models", 'add at least one [[model]] table with name = "hgb"')
     for number, table in enumerate(models, start=1):
         where = f"[[model]] #{number}"
-        _table(path, where, table, '[[model]] with name = "hgb"')
-        _unknown(path, where, table, MODEL_KEYS)
+        table_of(path, where, table, '[[model]] with name = "hgb"')
+        refuse_unknown(path, where, table, MODEL_KEYS)
         name = table.get("name")
         if name not in MODELS:
-            raise _fail(path, f"{where} name", repr(name), f"use one of {', '.join(MODELS)}")
+            raise spec_error(path, f"{where} name", repr(name), f"use one of {', '.join(MODELS)}")
         settings = member_settings(path, where, {**defaults, **{k: v for k, v in table.items() if k in MEMBER_KEYS}},
                                    out)
         seeds = table.get("seeds", [42])
         if not isinstance(seeds, list) or not seeds:
-            raise _fail(path, f"{where} seeds", repr(seeds), "write a list such as seeds = [1, 2]")
+            raise spec_error(path, f"{where} seeds", repr(seeds), "write a list such as seeds = [1, 2]")
         params = table.get("params", {})
         if not isinstance(params, dict):
-            raise _fail(path, f"{where} params", repr(params), "write a table such as params = { n_epochs = 10 }")
+            raise spec_error(path, f"{where} params", repr(params), "write a table such as params = { n_epochs = 10 }")
         check_params(path, where, name, params)
         for point in grid(params):
             check_values(path, where, name, out.profile, settings.recipe, point)
             for seed in seeds:
-                out.members.append(MemberSpec(name, point, _int(path, f"{where} seeds", seed), settings.recipe,
+                out.members.append(MemberSpec(name, point, whole_number(path, f"{where} seeds", seed), settings.recipe,
                                               settings.device, settings.folds, settings.matmul_precision,
                                               settings.target))
     return out

@@ -38,15 +38,15 @@ from ..models import MODELS
 from ..sweep.spec import (
     MEMBER_KEYS,
     SweepSpec,
-    _fail,
-    _int,
-    _table,
-    _unknown,
     check_params,
     check_values,
     member_settings,
     read_toml,
+    refuse_unknown,
     shared_settings,
+    spec_error,
+    table_of,
+    whole_number,
 )
 
 TOP_KEYS = {"name", "cv_seed", "cv", "cv_bins", "data", "model", "search"}
@@ -117,34 +117,34 @@ class TuneSpec:
 def _dimension(path: Path, name: str, value) -> Dimension:
     where = f"[search.space] {name}"
     example = "{ int = [3, 10] }, { float = [0.01, 0.3], log = true } or { choices = [\"a\", \"b\"] }"
-    _table(path, where, value, example)
+    table_of(path, where, value, example)
     kinds = [k for k in KINDS if k in value]
     if len(kinds) != 1:
-        raise _fail(path, where, "needs exactly one of int, float, choices", f"write it as {example}")
-    _unknown(path, where, value, {kinds[0], "log", "step"})
+        raise spec_error(path, where, "needs exactly one of int, float, choices", f"write it as {example}")
+    refuse_unknown(path, where, value, {kinds[0], "log", "step"})
     kind, log, step = kinds[0], value.get("log", False), value.get("step")
     if not isinstance(log, bool):
-        raise _fail(path, f"{where} log", repr(log), "write log = true or log = false")
+        raise spec_error(path, f"{where} log", repr(log), "write log = true or log = false")
     if kind == "choices":
         choices = value["choices"]
         if not isinstance(choices, list) or not choices:
-            raise _fail(path, f"{where} choices", repr(choices), 'write a list such as choices = ["a", "b"]')
+            raise spec_error(path, f"{where} choices", repr(choices), 'write a list such as choices = ["a", "b"]')
         if log or step is not None:
-            raise _fail(path, where, "log and step apply to int and float ranges only", "drop them")
+            raise spec_error(path, where, "log and step apply to int and float ranges only", "drop them")
         return Dimension(name, kind, choices=tuple(choices))
     bounds = value[kind]
     number = int if kind == "int" else (int, float)
     if (not isinstance(bounds, list) or len(bounds) != 2 or any(isinstance(b, bool) or not isinstance(b, number)
                                                                  for b in bounds)):
-        raise _fail(path, f"{where} {kind}", repr(bounds), f"write two {'whole ' if kind == 'int' else ''}numbers "
+        raise spec_error(path, f"{where} {kind}", repr(bounds), f"write two {'whole ' if kind == 'int' else ''}numbers "
                     f"[low, high], such as {kind} = {'[3, 10]' if kind == 'int' else '[0.01, 0.3]'}")
     low, high = bounds
     if not low < high:
-        raise _fail(path, f"{where} {kind}", f"{bounds!r}: low must be below high", "swap or widen the bounds")
+        raise spec_error(path, f"{where} {kind}", f"{bounds!r}: low must be below high", "swap or widen the bounds")
     if log and low <= 0:
-        raise _fail(path, f"{where} {kind}", f"{bounds!r}: a log range must be above 0", "raise low above 0")
+        raise spec_error(path, f"{where} {kind}", f"{bounds!r}: a log range must be above 0", "raise low above 0")
     if step is not None and (isinstance(step, bool) or not isinstance(step, number) or step <= 0 or log):
-        raise _fail(path, f"{where} step", repr(step), "a positive step, without log = true")
+        raise spec_error(path, f"{where} step", repr(step), "a positive step, without log = true")
     return Dimension(name, kind, float(low) if kind == "float" else low, float(high) if kind == "float" else high,
                      log, step)
 
@@ -152,27 +152,27 @@ def _dimension(path: Path, name: str, value) -> Dimension:
 def load(path: Path) -> TuneSpec:
     path = Path(path)
     spec, raw = read_toml(path)
-    _unknown(path, "top level", spec, TOP_KEYS)
+    refuse_unknown(path, "top level", spec, TOP_KEYS)
     shared = shared_settings(path, spec, raw)
-    model = _table(path, "[model]", spec.get("model"), '[model] with name = "xgb"')
-    _unknown(path, "[model]", model, MODEL_KEYS)
+    model = table_of(path, "[model]", spec.get("model"), '[model] with name = "xgb"')
+    refuse_unknown(path, "[model]", model, MODEL_KEYS)
     name = model.get("name")
     if name not in MODELS:
-        raise _fail(path, "[model] name", repr(name), f"use one of {', '.join(MODELS)}")
+        raise spec_error(path, "[model] name", repr(name), f"use one of {', '.join(MODELS)}")
     settings = member_settings(path, "[model]", {k: v for k, v in model.items() if k in MEMBER_KEYS}, shared)
-    fixed = _table(path, "[model] params", model.get("params", {}), "params = { n_estimators = 400 }")
+    fixed = table_of(path, "[model] params", model.get("params", {}), "params = { n_estimators = 400 }")
     if any(isinstance(v, list) for v in fixed.values()):
-        raise _fail(path, "[model] params", "a list is a grid, which a tune does not take",
+        raise spec_error(path, "[model] params", "a list is a grid, which a tune does not take",
                     "move the parameter to [search.space] as { choices = [...] }")
-    search = _table(path, "[search]", spec.get("search"), "[search] with trials = 20")
-    _unknown(path, "[search]", search, SEARCH_KEYS)
-    space_table = _table(path, "[search.space]", search.get("space"), "[search.space] with max_depth = { int = [3, 10] }")
+    search = table_of(path, "[search]", spec.get("search"), "[search] with trials = 20")
+    refuse_unknown(path, "[search]", search, SEARCH_KEYS)
+    space_table = table_of(path, "[search.space]", search.get("space"), "[search.space] with max_depth = { int = [3, 10] }")
     if not space_table:
-        raise _fail(path, "[search.space]", "no parameters", "add one, such as max_depth = { int = [3, 10] }")
+        raise spec_error(path, "[search.space]", "no parameters", "add one, such as max_depth = { int = [3, 10] }")
     space = [_dimension(path, key, value) for key, value in sorted(space_table.items())]
     both = sorted(set(fixed) & set(space_table))
     if both:
-        raise _fail(path, "[model] params", f"{', '.join(both)} both fixed and searched", "keep each in one place")
+        raise spec_error(path, "[model] params", f"{', '.join(both)} both fixed and searched", "keep each in one place")
     check_params(path, "[model]", name, {**fixed, **space_table})
     for dimension in space:  # every bound the estimator would reject fails now, not one trial in
         for value in dimension.extremes():
@@ -181,18 +181,18 @@ def load(path: Path) -> TuneSpec:
     trials = search.get("trials")
     timeout = search.get("timeout_s")
     if trials is None and timeout is None:
-        raise _fail(path, "[search]", "neither trials nor timeout_s", "set trials = 20, timeout_s = 600, or both")
+        raise spec_error(path, "[search]", "neither trials nor timeout_s", "set trials = 20, timeout_s = 600, or both")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not math.isfinite(timeout) or timeout <= 0):
-        raise _fail(path, "[search] timeout_s", repr(timeout), "write a number of seconds above 0, such as 300")
+        raise spec_error(path, "[search] timeout_s", repr(timeout), "write a number of seconds above 0, such as 300")
     prune = search.get("prune", True)
     if not isinstance(prune, bool):
-        raise _fail(path, "[search] prune", repr(prune), "write prune = true or prune = false")
-    return TuneSpec(shared=shared, model=name, seed=_int(path, "[model] seed", model.get("seed", 42)),
+        raise spec_error(path, "[search] prune", repr(prune), "write prune = true or prune = false")
+    return TuneSpec(shared=shared, model=name, seed=whole_number(path, "[model] seed", model.get("seed", 42)),
                     recipe=settings.recipe, target=settings.target, device=settings.device, folds=settings.folds,
                     matmul_precision=settings.matmul_precision, fixed=dict(fixed), space=space,
-                    trials=None if trials is None else _int(path, "[search] trials", trials, 1, 100_000),
+                    trials=None if trials is None else whole_number(path, "[search] trials", trials, 1, 100_000),
                     timeout_s=None if timeout is None else float(timeout),
-                    sampler_seed=_int(path, "[search] sampler_seed", search.get("sampler_seed", 42)), prune=prune,
-                    startup_trials=_int(path, "[search] startup_trials", search.get("startup_trials", 5), 0, 100_000),
+                    sampler_seed=whole_number(path, "[search] sampler_seed", search.get("sampler_seed", 42)), prune=prune,
+                    startup_trials=whole_number(path, "[search] startup_trials", search.get("startup_trials", 5), 0, 100_000),
                     notes=shared.notes)
