@@ -309,8 +309,8 @@ def _cmd_train(args, argv: list[str]) -> int:
         raise RoadriskError("error: --cv-bins: only --cv stratified bins the target. Fix: add --cv stratified, or "
                             "drop --cv-bins")
     given = _given_flags(argv) | ({"param_overrides"} if args.param else set())
-    if alias_notice(args.recipe):
-        print(alias_notice(args.recipe))
+    if notice := alias_notice(args.recipe):
+        print(notice)
     opts = TrainOptions(
         data_dir=args.data_dir, profile=args.profile, model=args.model,
         recipe=args.recipe and resolve_recipe(args.recipe), device=args.device,
@@ -382,7 +382,7 @@ def _cmd_tune(args, argv: list[str]) -> int:
 
 def _log_run(tracker):
     """``on_run_end`` for a sweep or tune: each member's run to the tracker (which never raises), or nothing."""
-    return (lambda run_dir: None) if tracker is None else (lambda run_dir: run_dir and tracker.log_run(run_dir))
+    return (lambda run_dir: None) if tracker is None else tracker.log_run
 
 
 def _cmd_data(args) -> int:

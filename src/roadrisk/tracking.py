@@ -284,6 +284,7 @@ class Tracker:
         self.uri = uri or default_store(runs_dir)
         self.echo = echo
         self._client = None
+        self._experiments: dict[str, str] = {}  # name -> id: a sweep or tune logs many runs into one
 
     def log_run(self, run_dir: Path) -> str | None:
         """Log (or update) the MLflow run of ``run_dir``; its MLflow run id, or None after one warning line."""
@@ -307,6 +308,11 @@ class Tracker:
         return self._client
 
     def _experiment(self, name: str) -> str:
+        if name not in self._experiments:
+            self._experiments[name] = self._find_or_create_experiment(name)
+        return self._experiments[name]
+
+    def _find_or_create_experiment(self, name: str) -> str:
         client = self.client()
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

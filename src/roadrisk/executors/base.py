@@ -47,8 +47,7 @@ class Cancels:
         self.__dict__.setdefault("_cancelled", set()).add(run_key)
 
     def cancelled(self, task: FoldTask) -> bool:
-        key = task.key[0] if isinstance(task.key, tuple) else task.key
-        return key in self.__dict__.get("_cancelled", ())
+        return task.key[0] in self.__dict__.get("_cancelled", ())  # the driver keys tasks (run key, fold)
 
 
 class NullProgress:

@@ -199,6 +199,7 @@ def train_members(states: list[MemberState], sweep_dir: Path, executor: Executor
     ends, however it ended (tracking)).
     Ctrl-C propagates with every member's state saying where it stopped."""
     by_key: dict[str, MemberState] = {}
+    engine = runner.describe()  # once: on Ray it asks the cluster
     with open(os.devnull, "w") as devnull:  # members' consoles: their train.log only, the sweep log speaks
         for state in states:
             _open_member(state, sweep_dir, executor, devnull, command)
@@ -214,7 +215,7 @@ def train_members(states: list[MemberState], sweep_dir: Path, executor: Executor
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 continue
-            state.run.record["executor"] = runner.describe()
+            state.run.record["executor"] = engine
             state.run.record.save()
             by_key[state.job.key] = state
         on_change()

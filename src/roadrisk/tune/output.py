@@ -10,7 +10,6 @@ import math
 import warnings
 from pathlib import Path
 
-from .. import records
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..console import _fmt_seconds
 
@@ -80,15 +79,9 @@ def best_spec(book, spec, best: dict) -> str:
 def _pruning_savings(book) -> dict:
     """Folds the pruner spared and their time, priced at the mean fold time of the trials that completed."""
     trials = [t for t in book.data["trials"].values() if not t.get("reused")]
-    fold_seconds, folds_per_trial = [], None
-    for trial in trials:
-        if trial.get("state") != "complete" or not trial.get("run_dir"):
-            continue
-        record, _ = records.read(Path(trial["run_dir"]))
-        if record:
-            folds = (record.get("timings") or {}).get("folds") or []
-            fold_seconds += [f.get("fit_s", 0.0) + f.get("predict_s", 0.0) for f in folds]
-            folds_per_trial = (record.get("config") or {}).get("folds") or folds_per_trial
+    complete = [t for t in trials if t.get("state") == "complete" and "fold_s" in t]
+    fold_seconds = [s for t in complete for s in t["fold_s"]]
+    folds_per_trial = next((t["folds_planned"] for t in trials if t.get("folds_planned")), None)
     pruned = [t for t in trials if t.get("state") == "pruned" and t.get("pruned_after_folds")]
     skipped = sum(folds_per_trial - t["pruned_after_folds"] for t in pruned) if folds_per_trial else 0
     mean = sum(fold_seconds) / len(fold_seconds) if fold_seconds else None

@@ -143,12 +143,11 @@ def _run_locked(spec, tune_dir: Path, executor: ExecutorConfig, command, echo, f
     book.data["engine"] = runner.describe()
     session_started = time.perf_counter()
     before = book.data.get("elapsed_s", 0.0)
-    trial_seconds: list[float] = []
     status = Status.COMPLETE.value
     try:
+        finished = _finished_count(study, book)
         while True:
             elapsed = before + time.perf_counter() - session_started
-            finished = _finished_count(study, book)
             if spec.trials is not None and finished >= spec.trials:
                 break
             if spec.timeout_s is not None and elapsed >= spec.timeout_s:
@@ -157,17 +156,15 @@ def _run_locked(spec, tune_dir: Path, executor: ExecutorConfig, command, echo, f
             width = max(1, getattr(runner, "workers", 1))
             if spec.trials is not None:
                 width = min(width, spec.trials - finished)
-            round_started = time.perf_counter()
             states = _ask_round(study, spec, width, tune_dir, executor, command, facts, dataset, cache)
             overall = _overall(book, spec, finished, len(states))
             _train_round(states, spec, study, tune_dir, executor, runner, cache, facts, command, log, on_run_end,
                          overall)
-            spent = time.perf_counter() - round_started
-            trial_seconds += [spent / max(1, len(states))] * len(states)
             book.data["elapsed_s"] = round(before + time.perf_counter() - session_started, 3)
             _record_round(book, states)
             output.write_summary(book, study, spec, tune_dir)
-            _progress_line(log, study, book, spec, trial_seconds, before + time.perf_counter() - session_started)
+            finished = _finished_count(study, book)
+            _progress_line(log, book, spec, finished, before + time.perf_counter() - session_started)
             if states and all(s.state == "failed" for s in states) and _all_failed_lately(book):
                 status = "failed"
                 log.line("stopped: the last 3 trials failed; see their train.log (the tune's folder lists them)")
@@ -346,7 +343,17 @@ def _record_round(book: Book, states: list[TrialState]) -> None:
             "number": state.number, "state": state.state, "value": state.value, "params": state.params,
             "member_id": state.member.id, "run_dir": None if state.member.run_dir is None else str(state.member.run_dir),
             "pruned_after_folds": state.pruned_after, "resumes_trial": state.resumes, "reused": state.reused,
-            "seconds": round(state.seconds, 3)}
+            "seconds": round(state.seconds, 3), **_fold_costs(state)}
+
+
+def _fold_costs(state: TrialState) -> dict:
+    """The folds a trial's run trained and their fit + predict seconds (what pruning is priced at), taken
+    while its record is in hand, so the summary never reads every trial's run.json again each round."""
+    run = state.member.run
+    if run is None or state.reused:
+        return {}
+    return {"folds_planned": run.total_folds,
+            "fold_s": [round(f.get("fit_s", 0.0) + f.get("predict_s", 0.0), 3) for f in run.record["timings"]["folds"]]}
 
 
 def _all_failed_lately(book: Book, last: int = 3) -> bool:
@@ -354,11 +361,11 @@ def _all_failed_lately(book: Book, last: int = 3) -> bool:
     return len(trials) == last and all(t["state"] == "failed" for t in trials)
 
 
-def _progress_line(log: Console, study, book: Book, spec, trial_seconds: list[float], elapsed: float) -> None:
+def _progress_line(log: Console, book: Book, spec, finished: int, elapsed: float) -> None:
     counts = output.counts(book)
-    finished = _finished_count(study, book)
     best = output.best_trial(book)
-    mean = sum(trial_seconds) / len(trial_seconds) if trial_seconds else 0.0
+    seconds = [t["seconds"] for t in book.data["trials"].values() if t.get("seconds")]
+    mean = sum(seconds) / len(seconds) if seconds else 0.0
     left = []
     if spec.trials is not None:
         left.append(max(0, spec.trials - finished) * mean)

@@ -31,7 +31,7 @@ key and the fix, before any trial trains.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..models import MODELS
@@ -103,7 +103,10 @@ class TuneSpec:
     sampler_seed: int
     prune: bool
     startup_trials: int
-    notes: list[str] = field(default_factory=list)
+    @property
+    def notes(self) -> list[str]:
+        """One-line notices for the tune to print (an old recipe name), gathered with the shared settings."""
+        return self.shared.notes
 
     @property
     def name(self) -> str:
@@ -194,5 +197,5 @@ def load(path: Path) -> TuneSpec:
                     trials=None if trials is None else whole_number(path, "[search] trials", trials, 1, 100_000),
                     timeout_s=None if timeout is None else float(timeout),
                     sampler_seed=whole_number(path, "[search] sampler_seed", search.get("sampler_seed", 42)), prune=prune,
-                    startup_trials=whole_number(path, "[search] startup_trials", search.get("startup_trials", 5), 0, 100_000),
-                    notes=shared.notes)
+                    startup_trials=whole_number(path, "[search] startup_trials", search.get("startup_trials", 5), 0,
+                                                100_000))
